@@ -1,0 +1,122 @@
+"""Distributed training that works on CPU (gloo) as well as GPU (nccl).
+
+basicsr 1.4.2 hard-codes nccl and CUDA in ``init_dist`` and ``model_to_device`` and validates on rank 0
+only, leaving the other ranks to wait in the next collective. Here:
+
+* ``init_dist('pytorch')`` picks nccl when CUDA is usable, gloo otherwise (``BASICSR_ADL_DIST_BACKEND``
+  overrides), and binds each process to GPU ``LOCAL_RANK``;
+* DDP gets ``device_ids`` only for CUDA modules;
+* ``SRModel.dist_validation`` shards the validation set over ranks, runs the model's own
+  ``nondist_validation`` on each shard with the unwrapped net, and all-reduces the metric sums, so every
+  rank does the same amount of work and ends with the same numbers.
+"""
+import os
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+import basicsr.utils.options as basicsr_options
+from basicsr.models.base_model import BaseModel
+from basicsr.models.sr_model import SRModel
+
+BACKEND_ENV = 'BASICSR_ADL_DIST_BACKEND'
+
+
+def default_backend() -> str:
+    if os.environ.get(BACKEND_ENV):
+        return os.environ[BACKEND_ENV]
+    return 'nccl' if torch.cuda.is_available() else 'gloo'
+
+
+def init_dist(launcher: str, backend: Optional[str] = None, **kwargs) -> None:
+    """Start the process group for ``--launcher pytorch`` (torchrun sets RANK, WORLD_SIZE, LOCAL_RANK)."""
+    if launcher != 'pytorch':
+        raise ValueError(f"--launcher {launcher} is not supported by basicsr_adl; use 'pytorch' with torchrun")
+    if dist.is_initialized():
+        return
+    backend = backend or default_backend()
+    if backend == 'nccl':
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def _model_to_device(self, net):
+    net = net.to(self.device)
+    if self.opt['dist']:
+        find_unused = self.opt.get('find_unused_parameters', False)
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused)
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+@contextmanager
+def unwrapped_nets(model) -> Iterator[None]:
+    """Swap DDP/DP-wrapped ``net_*`` attributes for their modules, so forward passes need no collective."""
+    swapped = {}
+    for name, value in list(vars(model).items()):
+        if name.startswith('net_') and isinstance(value, (DataParallel, DistributedDataParallel)):
+            swapped[name] = value
+            setattr(model, name, value.module)
+    try:
+        yield
+    finally:
+        for name, value in swapped.items():
+            setattr(model, name, value)
+
+
+def _reduce_sums(values: Dict[str, float], count: int, device: torch.device) -> (Dict[str, float], int):
+    keys = sorted(values)
+    if not dist.is_available() or not dist.is_initialized():
+        return values, count
+    if dist.get_backend() != 'nccl':
+        device = torch.device('cpu')
+    buf = torch.tensor([values[k] for k in keys] + [float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(buf)
+    buf = buf.cpu().tolist()
+    return dict(zip(keys, buf[:-1])), int(round(buf[-1]))
+
+
+def sharded_dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    """Validate a 1/world_size shard on every rank, then all-reduce metric sums and counts."""
+    rank, world_size = self.opt.get('rank', 0), self.opt.get('world_size', 1)
+    dataset = dataloader.dataset
+    dataset_name = dataset.opt['name']
+    indices = list(range(rank, len(dataset), world_size))
+    shard = Subset(dataset, indices)
+    shard.opt = dataset.opt  # nondist_validation reads ``dataloader.dataset.opt['name']``
+    shard_loader = DataLoader(shard, batch_size=1, shuffle=False, num_workers=0)
+
+    metric_names = list((self.opt.get('val') or {}).get('metrics') or {})
+    recorded = {}
+    # Silence per-shard best-metric bookkeeping and logging; done once below with global means.
+    self._update_best_metric_result = lambda *a, **k: None
+    self._log_validation_metric_values = lambda *a, **k: None
+    try:
+        with unwrapped_nets(self):
+            if indices:
+                self.nondist_validation(shard_loader, current_iter, tb_logger, save_img)
+                recorded = dict(getattr(self, 'metric_results', {}))
+    finally:
+        del self._update_best_metric_result
+        del self._log_validation_metric_values
+    if not metric_names:
+        return
+    sums = {m: recorded.get(m, 0.0) * len(indices) for m in metric_names}
+    sums, count = _reduce_sums(sums, len(indices), self.device)
+    self._initialize_best_metric_results(dataset_name)
+    self.metric_results = {m: sums[m] / max(count, 1) for m in metric_names}
+    for metric, value in self.metric_results.items():
+        self._update_best_metric_result(dataset_name, metric, value, current_iter)
+    self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+
+def install() -> None:
+    basicsr_options.init_dist = init_dist
+    BaseModel.model_to_device = _model_to_device
+    SRModel.dist_validation = sharded_dist_validation
