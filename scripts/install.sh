@@ -34,8 +34,6 @@ echo "[install] installing pinned dependencies (torch is large: a few minutes on
 "${PIP[@]}" install -q -r requirements.txt
 # basicsr 1.4.2 is source-only and imports torch in setup.py: build it against the torch just installed.
 "${PIP[@]}" install -q --no-build-isolation basicsr==1.4.2
-# basicsr pulls opencv-python; a headless copy beside it would overwrite the same cv2 package.
-"${PIP[@]}" uninstall -q -y opencv-python-headless >/dev/null 2>&1 || true
 "${PIP[@]}" install -q --no-build-isolation --no-deps -e .
 if [[ $WANT_TEST == 1 ]]; then
   "${PIP[@]}" install -q -r requirements-test.txt
