@@ -30,7 +30,7 @@ fi
 
 start=$(date +%s)
 echo "[install] installing pinned dependencies (torch is large: a few minutes on a fresh machine)"
-"${PIP[@]}" install -q --upgrade "pip>=24" "setuptools>=70" wheel
+"${PIP[@]}" install -q pip==26.3 setuptools==84.2.1 wheel==0.48.0
 "${PIP[@]}" install -q -r requirements.txt
 # basicsr 1.4.2 is source-only and imports torch in setup.py: build it against the torch just installed.
 "${PIP[@]}" install -q --no-build-isolation basicsr==1.4.2

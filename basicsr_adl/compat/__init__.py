@@ -9,7 +9,7 @@ torchvision_shim.install()
 
 import basicsr  # noqa: E402  (must come after the shim)
 
-from basicsr_adl.compat import dist, optim, resume  # noqa: E402
+from basicsr_adl.compat import dist, entrypoints, optim, resume  # noqa: E402
 
 _installed = False
 
@@ -21,6 +21,7 @@ def install() -> None:
     optim.install()
     dist.install()
     resume.install()
+    entrypoints.install()
     _installed = True
 
 

@@ -148,6 +148,8 @@ def latest_state_path(states_dir: str) -> Optional[str]:
 
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Find (``--auto_resume``: under ``<root>/experiments/<name>``) and load a training state on this device."""
+    from basicsr_adl.compat.entrypoints import usable_root
+    opt['root_path'] = usable_root(opt['root_path'])  # before BasicSR derives tb_logger/ from it
     if opt['auto_resume']:
         path = latest_state_path(osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states'))
         if path is not None:

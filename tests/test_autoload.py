@@ -1,0 +1,100 @@
+"""BasicSR's own entry points find the plugin once it is installed (``basicsr_adl_autoload.pth``)."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, run_cli, sr_train_options, write_yaml
+
+BASICSR_DIR = Path(subprocess.run([PYTHON, '-c', 'import importlib.util as u; '
+                                   'print(u.find_spec("basicsr").submodule_search_locations[0])'],
+                                  capture_output=True, text=True, check=True).stdout.strip())
+SITE = BASICSR_DIR.parent
+
+
+def _bare_env(**extra):
+    """An environment without our PYTHONPATH: only what is installed in the venv is importable."""
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env.update(OMP_NUM_THREADS='1', **extra)
+    return env
+
+
+def _run(args, cwd, **extra):
+    return subprocess.run(args, cwd=str(cwd), env=_bare_env(**extra), capture_output=True, text=True, timeout=300)
+
+
+def test_pth_is_installed_and_startup_stays_light(tmp_path):
+    assert (SITE / 'basicsr_adl_autoload.pth').is_file(), 'install the package first (scripts/install.sh)'
+    proc = _run([PYTHON, '-c', 'import sys; print(sorted(m for m in ("torch", "basicsr", "basicsr_adl", '
+                 '"basicsr_adl_autoload") if m in sys.modules), '
+                 '[type(f).__name__ for f in sys.meta_path].count("_BasicsrFinder"))'], tmp_path)
+    assert proc.stdout.strip() == '[] 1', proc.stdout + proc.stderr
+    assert not proc.stderr
+
+
+def _dncnn_options(tiny_pairs, name):
+    opt = sr_train_options(name, tiny_pairs['train_lq'], tiny_pairs['train_gt'], tiny_pairs['val_lq'],
+                           tiny_pairs['val_gt'], total_iter=2, val_freq=2)
+    opt['network_g'] = {'type': 'DnCNN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_layers': 3}
+    return opt
+
+
+@pytest.mark.parametrize('how', ['module', 'file'])
+def test_basicsr_train_entry_trains_a_plugin_arch(tmp_path, tiny_pairs, how):
+    write_yaml(tmp_path / 'o.yml', _dncnn_options(tiny_pairs, f'auto_{how}'))
+    entry = ['-m', 'basicsr.train'] if how == 'module' else [str(BASICSR_DIR / 'train.py')]
+    proc = _run([PYTHON, *entry, '-opt', 'o.yml'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # experiments land under the working directory, not inside site-packages
+    assert (tmp_path / 'experiments' / f'auto_{how}' / 'models' / 'net_g_latest.pth').is_file()
+    assert not (SITE / 'experiments' / f'auto_{how}').exists()
+
+
+def test_hook_off_gives_basicsrs_registry_error(tmp_path, tiny_pairs):
+    write_yaml(tmp_path / 'o.yml', _dncnn_options(tiny_pairs, 'auto_off'))
+    existed = (SITE / 'experiments').exists()
+    try:
+        proc = _run([PYTHON, '-m', 'basicsr.train', '-opt', 'o.yml'], tmp_path, BASICSR_ADL_AUTOLOAD='0')
+    finally:  # plain BasicSR makes its experiment folder inside site-packages before failing: remove it
+        for leftover in (SITE / 'experiments').glob('auto_off*'):
+            shutil.rmtree(leftover)
+        if not existed and (SITE / 'experiments').is_dir() and not any((SITE / 'experiments').iterdir()):
+            (SITE / 'experiments').rmdir()
+    assert proc.returncode != 0
+    assert "No object named 'DnCNN' found in 'arch' registry!" in proc.stderr
+
+
+def test_basicsr_own_script_reports_bad_options_in_one_line(tmp_path, tiny_pairs):
+    opt = _dncnn_options(tiny_pairs, 'auto_bad')
+    opt['network_g']['type'] = 'NoSuchNet'
+    write_yaml(tmp_path / 'o.yml', opt)
+    proc = _run([PYTHON, '-m', 'basicsr.train', '-opt', 'o.yml'], tmp_path)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr and "'network_g.type'" in proc.stderr
+
+
+@pytest.mark.parametrize('editable', [False, True])
+def test_install_and_uninstall_add_and_remove_the_hook(tmp_path, editable):
+    """In a throwaway venv that borrows this venv's packages: install, the hook works; uninstall, it is gone."""
+    from conftest import REPO
+    venv = tmp_path / 'venv'
+    subprocess.run([PYTHON, '-m', 'venv', '--without-pip', str(venv)], check=True, capture_output=True)
+    py = str(venv / 'bin' / 'python')
+    site = Path(subprocess.run([py, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / '_borrowed.pth').write_text(str(SITE) + '\n')  # pip, setuptools, torch, basicsr from our venv
+    target = ['-e', str(REPO)] if editable else [str(REPO)]
+    pip = [py, '-m', 'pip', '--disable-pip-version-check', '-q']
+    proc = _run(pip + ['install', '--no-deps', '--no-build-isolation', *target], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (site / 'basicsr_adl_autoload.pth').is_file()
+    probe = ('import sys, basicsr; from basicsr.utils.registry import ARCH_REGISTRY; '
+             'print("DnCNN" in ARCH_REGISTRY, "basicsr_adl" in sys.modules)')
+    assert _run([py, '-c', probe], tmp_path).stdout.split() == ['True', 'True']
+    proc = _run(pip + ['uninstall', '-y', 'basicsr-adl'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (site / 'basicsr_adl_autoload.pth').exists()
+    left = _run([py, '-c', 'import sys; print([type(f).__name__ for f in sys.meta_path].count("_BasicsrFinder"))'],
+                tmp_path)
+    assert left.stdout.strip() == '0' and not left.stderr
