@@ -98,3 +98,29 @@ def test_install_and_uninstall_add_and_remove_the_hook(tmp_path, editable):
     left = _run([py, '-c', 'import sys; print([type(f).__name__ for f in sys.meta_path].count("_BasicsrFinder"))'],
                 tmp_path)
     assert left.stdout.strip() == '0' and not left.stderr
+
+
+def test_torchrun_workers_of_basicsr_train_load_the_plugin(tmp_path, tiny_pairs):
+    write_yaml(tmp_path / 'o.yml', _dncnn_options(tiny_pairs, 'auto_ddp'))
+    proc = _run([PYTHON, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m', 'basicsr.train',
+                 '-opt', 'o.yml', '--launcher', 'pytorch'], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next((tmp_path / 'experiments' / 'auto_ddp').glob('train_*.log')).read_text()
+    assert 'World size (gpu number): 2' in log and 'Network [DnCNN] is created.' in log
+
+
+def test_spawned_dataloader_workers_can_unpickle_basicsr_datasets(tmp_path, tiny_pairs):
+    """A spawn worker imports ``basicsr`` afresh to unpickle BasicSR's dataset; the hook must make that import work."""
+    script = tmp_path / 'spawn_probe.py'
+    script.write_text(f'''
+import torch
+import basicsr
+from basicsr.data.paired_image_dataset import PairedImageDataset
+if __name__ == "__main__":
+    ds = PairedImageDataset({{"dataroot_gt": {tiny_pairs["val_gt"]!r}, "dataroot_lq": {tiny_pairs["val_lq"]!r},
+                             "io_backend": {{"type": "disk"}}, "phase": "val", "scale": 1}})
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=1, multiprocessing_context="spawn")
+    print(sum(1 for _ in loader))
+''')
+    proc = _run([PYTHON, str(script)], tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == '3', proc.stderr[-3000:]
