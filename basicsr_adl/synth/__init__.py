@@ -1,0 +1,1 @@
+"""Source-domain synthesis for ADL beyond denoising: camera-shake blur and atmospheric haze (no BasicSR import)."""
