@@ -37,6 +37,9 @@ class RealNoisyPairsDataset(data.Dataset):
             raise RealPairsError(f"RealNoisyPairsDataset: option 'naming' must be polyu or subfolders, got {naming!r}")
         if opt.get('cameras'):
             pairs = [p for p in pairs if p.camera in set(opt['cameras'])]
+        if not pairs:
+            raise RealPairsError(f"RealNoisyPairsDataset '{opt.get('name')}': no pairs in {opt['dataroot']} for "
+                                 f"cameras={opt.get('cameras')}")
         split = opt.get('split', 'all')
         if split != 'all':
             if split not in ('train', 'test'):
