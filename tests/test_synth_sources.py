@@ -138,3 +138,22 @@ def test_offline_script_writes_folders_and_lmdb_atomically(tmp_path):
                   cwd=tmp_path, check=False)
     assert bad.returncode != 0 and 'beta_range' in bad.stderr
     assert not (tmp_path / 'haze_src').exists() and not (tmp_path / 'haze_src.partial').exists()
+
+
+def test_embedded_restoration_sets_use_real_layouts_and_separate_scenes(tmp_path):
+    from basicsr_adl.synth.embedded import build_embedded_restoration
+    for task, target_layout in (('deblur', 'gopro'), ('dehaze', 'ihaze')):
+        manifest = build_embedded_restoration(str(tmp_path), task, tile=48, source_pairs=2, target_train=2,
+                                              target_test=2, kernel_sizes=(5, 7), haze_betas=((0.5, 1.0),))
+        root = tmp_path / task
+        assert (root / 'manifest.json').is_file() and not (tmp_path / f'{task}.partial').exists()
+        doms = manifest['domains']
+        assert doms['target_train']['layout'] == target_layout
+        for name, dom in doms.items():
+            pairs = layout_pairs(dom['layout'], str(root / dom['dataroot']))
+            assert len(pairs) == 2, name
+            lq, gt = cv2.imread(pairs[0][0]), cv2.imread(pairs[0][1])
+            assert lq.shape == gt.shape == (48, 48, 3) and not np.array_equal(lq, gt)
+        photos = manifest['photos']
+        assert not set(photos['sources']) & set(photos['target_test'])
+        assert not set(photos['target_train']) & set(photos['target_test'])
