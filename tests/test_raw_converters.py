@@ -135,16 +135,42 @@ def test_sidd_converter_round_trips_bit_exact(tmp_path):
     assert pairs[0].lq_meta['pattern'] == 'BGGR'
 
 
-def test_sidd_v73_mat_without_h5py_is_a_clear_error(tmp_path):
-    pytest.importorskip('scipy')
-    try:
-        import h5py  # noqa: F401
-        pytest.skip('h5py installed: v7.3 files are readable')
-    except ImportError:
-        pass
+MAT73_HEADER = b'MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .'
+
+
+def _write_mat73(path, **arrays):
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 with a 512-byte MATLAB header, arrays column-major."""
+    import h5py
+    with h5py.File(path, 'w', userblock_size=512) as handle:
+        for name, value in arrays.items():
+            handle.create_dataset(name, data=np.asarray(value).T)
+    with open(path, 'r+b') as f:
+        f.write(MAT73_HEADER.ljust(116, b' ') + b'\x00' * 8 + b'\x00\x02' + b'IM')
+
+
+def test_sidd_v73_mat_files_round_trip_with_h5py(tmp_path):
+    rng = np.random.default_rng(14)
+    scene = '0001_001_S6_00100_00060_3200_L'
+    folder = tmp_path / 'SIDD' / 'Data' / scene
+    folder.mkdir(parents=True)
+    arrays = {kind: rng.random((18, 22)) for kind in ('NOISY', 'GT')}
+    for kind, x in arrays.items():
+        _write_mat73(str(folder / f'0001_{kind}_RAW_010.MAT'), x=x)
+    _write_mat73(str(folder / '0001_METADATA_RAW_010.MAT'), unused=np.zeros(1))
+    np.testing.assert_array_equal(converters.load_mat(str(folder / '0001_GT_RAW_010.MAT'))['x'], arrays['GT'])
+    lq_out, gt_out = str(tmp_path / 'lq.lmdb'), str(tmp_path / 'gt.lmdb')
+    proc = _run_script('convert_sidd_to_lmdb.py', '--root', str(tmp_path / 'SIDD'), '--out-lq', lq_out,
+                       '--out-gt', gt_out, '--pattern', 'S6=GRBG')
+    assert proc.returncode == 0, proc.stderr
+    sample = _val_dataset(lq_out, gt_out)[0]
+    np.testing.assert_array_equal(sample['gt'].numpy(), pack(arrays['GT'].astype(np.float32), 'GRBG'))
+    np.testing.assert_array_equal(sample['lq'].numpy(), pack(arrays['NOISY'].astype(np.float32), 'GRBG'))
+
+
+def test_sidd_v73_mat_without_h5py_is_a_clear_error(tmp_path, monkeypatch):
     path = tmp_path / '0001_NOISY_RAW_010.MAT'
-    header = b'MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 .'
-    path.write_bytes(header.ljust(116, b' ') + b'\x00' * 8 + b'\x00\x02' + b'IM' + b'\x00' * 512)
+    _write_mat73(str(path), x=np.zeros((4, 4)))
+    monkeypatch.setitem(sys.modules, 'h5py', None)  # as if h5py were not installed
     with pytest.raises(RawReadError, match=r'0001_NOISY_RAW_010\.MAT.*h5py'):
         converters.load_mat(str(path))
 
