@@ -26,7 +26,8 @@ json.dump({'before': before, 'after': after}, sys.stdout)
 
 
 def _registries():
-    out = subprocess.run([PYTHON, '-c', _SNAPSHOT], capture_output=True, text=True, env=cli_env(), check=True)
+    out = subprocess.run([PYTHON, '-c', _SNAPSHOT], capture_output=True, text=True, check=True,
+                         env=cli_env({'BASICSR_ADL_AUTOLOAD': '0'}))  # BasicSR alone first
     return json.loads(out.stdout)
 
 
