@@ -1,5 +1,5 @@
 """Blur/haze source synthesis, layout pairing and their datasets (issue: ADL beyond denoising)."""
-import subprocess
+import re
 
 import cv2
 import numpy as np
@@ -157,3 +157,28 @@ def test_embedded_restoration_sets_use_real_layouts_and_separate_scenes(tmp_path
         photos = manifest['photos']
         assert not set(photos['sources']) & set(photos['target_test'])
         assert not set(photos['target_train']) & set(photos['target_test'])
+
+
+@pytest.mark.parametrize('task', ['deblur', 'dehaze'])
+def test_adl_trains_on_embedded_restoration_data_through_train_py(tmp_path, task):
+    from basicsr_adl.synth.embedded import build_embedded_restoration
+    from basicsr_adl.synth.recipes import restoration_network, restoration_options
+    from conftest import write_yaml
+    manifest = build_embedded_restoration(str(tmp_path / 'data'), task, tile=48, source_pairs=3, target_train=4,
+                                          target_test=2, kernel_sizes=(5, 7), haze_betas=((0.5, 1.0), (1.0, 2.0)))
+    root = tmp_path / 'data' / task
+    doms = manifest['domains']
+    sources = {n: str(root / d['dataroot']) for n, d in doms.items() if d['role'] == 'source'}
+    opt = restoration_options(f'tiny_{task}', task, 'adl', sources, str(root / 'target' / 'train'),
+                              str(root / 'target' / 'test'), total_iter=6, stages=[2, 3, 1],
+                              network=restoration_network('unet', 4), gt_size=32, batch=2, target_batch=1,
+                              val_crop=32, print_freq=1)
+    write_yaml(tmp_path / 'o.yml', opt)
+    run_cli([PYTHON, str(REPO / 'basicsr_adl' / 'train.py'), '-opt', 'o.yml'], cwd=tmp_path)
+    exp = tmp_path / 'experiments' / f'tiny_{task}'
+    assert (exp / 'models' / 'net_g_latest.pth').is_file() and (exp / 'adl_accept_rates.csv').is_file()
+    log = next(exp.glob('train_*.log')).read_text()
+    summary = [line for line in log.splitlines() if 'ADL source steps:' in line][-1]
+    counts = re.findall(r'(\S+): (\d+) accepted / (\d+) rejected', summary)
+    assert {name for name, _, _ in counts} == set(sources)
+    assert sum(int(a) + int(r) for _, a, r in counts) == 3  # one gated source step per stage-2 iteration
