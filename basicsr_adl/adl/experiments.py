@@ -1,0 +1,134 @@
+"""Run ADL/baseline trainings through ``basicsr_adl/train.py`` and score them (demo, evidence, benchmarks).
+
+Each run writes its options YAML, trains in a subprocess exactly as a user would (BasicSR's train_pipeline),
+then loads ``net_g_latest.pth`` and measures float PSNR/SSIM on the target's held-out test pairs.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from basicsr_adl.adl.recipes import adl_options, embedded_network
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN = osp.join(REPO, 'basicsr_adl', 'train.py')
+
+
+def ensure_embedded_data(data_root: str) -> Dict[str, Any]:
+    """The embedded RAW set's manifest, building the set first when it is missing."""
+    manifest = osp.join(data_root, 'manifest.json')
+    if not osp.isfile(manifest):
+        from basicsr_adl.raw.embedded import build_embedded_raw
+        print(f'building the embedded RAW data in {data_root} ...', flush=True)
+        build_embedded_raw(data_root, progress=False)
+    with open(manifest) as f:
+        return json.load(f)
+
+
+def embedded_options(name: str, mode: str, manifest: Dict[str, Any], data_root: str, target: Optional[str] = None,
+                     sources: Optional[Sequence[str]] = None, total_iter: int = 600,
+                     stage_fractions: Sequence[float] = (0.2, 0.6, 0.2), gate: Optional[Dict[str, Any]] = None,
+                     base_ch: int = 16, gt_size: int = 48, batch: int = 4, target_batch: int = 2, lr: float = 1e-3,
+                     val_crop: int = 64, seed: int = 10, **adl_overrides) -> Dict[str, Any]:
+    """Options for one CPU-sized run on the embedded data (same net, data and budget for every method)."""
+    sensors = list(manifest['sensors'])
+    target = target or manifest['target']
+    if target not in sensors:
+        raise ValueError(f"--target: '{target}' is not an embedded sensor; choices: {', '.join(sensors)}")
+    sources = list(sources) if sources is not None else [s for s in sensors if s != target]
+    p = int(round(stage_fractions[0] * total_iter))
+    f = int(round(stage_fractions[2] * total_iter))
+    network = embedded_network(sensors)
+    network['base_ch'] = base_ch
+    opt = adl_options(name, mode, target, sources, sensors, osp.abspath(data_root), gt_size=gt_size, batch=batch,
+                      target_batch=target_batch, network=network, total_iter=total_iter,
+                      stages=[p, total_iter - p - f, f], lr=lr, val_crop=val_crop, num_gpu=0,
+                      print_freq=max(total_iter // 10, 1), ckpt_freq=10 ** 9, val_freq=10 ** 9,
+                      heatmap_epochs=6, gate=gate, augment=False)
+    opt['manual_seed'] = seed
+    opt['logger']['use_tb_logger'] = False
+    opt['val']['metrics'] = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}
+    opt['adl'].update(adl_overrides)
+    return opt
+
+
+def run_training(opt: Dict[str, Any], workdir: str, quiet: bool = True, extra_args: Sequence[str] = ()) -> str:
+    """Train with ``basicsr_adl/train.py`` in ``workdir``; returns the experiment folder."""
+    os.makedirs(osp.join(workdir, 'options'), exist_ok=True)
+    path = osp.join(workdir, 'options', f"{opt['name']}.yml")
+    with open(path, 'w') as fh:
+        yaml.safe_dump(opt, fh, sort_keys=False)
+    exp_dir = osp.join(workdir, 'experiments', opt['name'])
+    if osp.isdir(exp_dir):
+        shutil.rmtree(exp_dir)  # a re-run replaces its own earlier result
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.run([sys.executable, TRAIN, '-opt', path, *extra_args], cwd=workdir, env=env,
+                          stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+                          text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout or '')[-4000:] if quiet else ''
+        raise RuntimeError(f"training {opt['name']} failed (exit {proc.returncode}):\n{tail}")
+    return exp_dir
+
+
+def test_dataset(opt: Dict[str, Any]):
+    """The run's held-out target test set (its ``datasets.val`` options)."""
+    from basicsr.data import build_dataset
+    dopt = copy.deepcopy(opt['datasets']['val'])
+    dopt['phase'] = 'val'
+    return build_dataset(dopt)
+
+
+def evaluate_run(opt: Dict[str, Any], exp_dir: str, dataset=None, keep_outputs: int = 0) -> Dict[str, Any]:
+    """PSNR/SSIM of the run's final weights on the target's test pairs."""
+    import torch
+    from basicsr.archs import build_network
+    from basicsr_adl.models.adl_model import evaluate_net
+    net = build_network(copy.deepcopy(opt['network_g']))
+    state = torch.load(osp.join(exp_dir, 'models', 'net_g_latest.pth'), map_location='cpu')
+    net.load_state_dict(state['params'])
+    return evaluate_net(net, dataset if dataset is not None else test_dataset(opt), keep_outputs=keep_outputs)
+
+
+def noisy_input_scores(dataset) -> Dict[str, float]:
+    """PSNR/SSIM of the noisy inputs themselves (the floor every method must beat)."""
+    import torch
+    from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
+    ps, ss = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        lq, gt = torch.as_tensor(item['lq'])[None].clamp(0, 1), torch.as_tensor(item['gt'])[None]
+        ps.append(float(calculate_psnr_pt(lq, gt, 0)))
+        ss.append(float(calculate_ssim_pt(lq, gt, 0)))
+    return {'psnr': sum(ps) / len(ps), 'ssim': sum(ss) / len(ss)}
+
+
+def accept_counts(exp_dir: str) -> Dict[str, List[int]]:
+    """source -> [accepted, total] from the run's heatmap CSV (empty for baselines)."""
+    import csv
+    path = osp.join(exp_dir, 'adl_accept_rates.csv')
+    out: Dict[str, List[int]] = {}
+    if not osp.isfile(path):
+        return out
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            acc = out.setdefault(row['source'], [0, 0])
+            acc[0] += int(row['accepted'])
+            acc[1] += int(row['total'])
+    return out
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.time() - self.start

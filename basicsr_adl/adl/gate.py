@@ -1,0 +1,161 @@
+"""Accept/revert criteria for ADL's stage-2 source steps.
+
+Every stage-2 step is taken, then the candidate weights are scored (mean PSNR on the dynamic validation set
+V') and a gate decides whether to keep them or revert. Criteria (option ``adl.gate.criterion``):
+
+* ``paper`` - Qian et al. (NeurIPS 2024), as written: accept when the candidate's PSNR on V' is above the
+  mean of a priority queue of past accepted PSNRs (at most ``queue_size`` values, seeded with the pretrained
+  model's PSNR); an accepted PSNR is pushed and the lowest popped when full. Because V' changes every
+  iteration and per-image PSNR differs by several dB, the queue collects easy subsets and the gate stalls
+  (DESIGN.md section 2); kept for comparison.
+* ``paired`` - the project's default: the previous weights and the candidate are scored on the *same* V' in
+  the same iteration, which removes per-image difficulty; accept unless the candidate is worse than the
+  previous weights by more than ``tolerance`` dB.
+* ``paired_queue`` - a queue of paired gains (candidate - previous): accept when the gain is at least the
+  mean of the last ``queue_size`` paired gains minus ``tolerance`` (seeded with 0). Adapts the bar to how
+  much source steps currently help.
+* ``always`` - accept everything (plain joint training with the same data schedule; an ablation).
+"""
+from typing import Any, Dict, List, Optional
+
+
+class Gate:
+    """Base: a deterministic decision from scores that are identical on every rank."""
+
+    name = 'base'
+    #: whether :meth:`decide` needs the previous weights' score on the same V'
+    needs_previous = False
+    #: whether :meth:`start` needs the pretrained weights' score
+    needs_seed = False
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self, pretrained_score: float) -> None:
+        """Called once, at the first stage-2 decision, with the weights' score before any source step."""
+        self.started = True
+
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'started': self.started}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.started = bool(state['started'])
+
+
+class PaperQueueGate(Gate):
+    """The paper's gate: candidate PSNR > mean of a priority queue of the highest accepted PSNRs."""
+
+    name = 'paper'
+    needs_seed = True
+
+    def __init__(self, queue_size: int = 10) -> None:
+        super().__init__()
+        if queue_size < 1:
+            raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        self.queue_size = int(queue_size)
+        self.queue: List[float] = []
+
+    def start(self, pretrained_score: float) -> None:
+        super().start(pretrained_score)
+        self.queue = [float(pretrained_score)]
+
+    def threshold(self) -> float:
+        return sum(self.queue) / len(self.queue)
+
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        if not self.started:
+            raise RuntimeError('PaperQueueGate.decide called before start()')
+        accept = float(candidate) > self.threshold()
+        if accept:
+            self.queue.append(float(candidate))
+            if len(self.queue) > self.queue_size:
+                self.queue.remove(min(self.queue))
+        return accept
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), 'queue': list(self.queue)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.queue = [float(v) for v in state['queue']]
+
+
+class PairedGate(Gate):
+    """Accept unless the candidate scores worse than the previous weights on the same V' by > tolerance dB."""
+
+    name = 'paired'
+    needs_previous = True
+
+    def __init__(self, tolerance: float = 0.0) -> None:
+        super().__init__()
+        if tolerance < 0:
+            raise ValueError(f'tolerance must be >= 0 dB, got {tolerance}')
+        self.tolerance = float(tolerance)
+
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        if previous is None:
+            raise ValueError('the paired gate needs the previous weights\' score on the same V\'')
+        return float(candidate) >= float(previous) - self.tolerance
+
+
+class PairedGainQueueGate(Gate):
+    """Accept when the paired gain reaches the mean of the last ``queue_size`` gains minus ``tolerance``."""
+
+    name = 'paired_queue'
+    needs_previous = True
+
+    def __init__(self, queue_size: int = 10, tolerance: float = 0.0) -> None:
+        super().__init__()
+        if queue_size < 1:
+            raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        self.queue_size = int(queue_size)
+        self.tolerance = float(tolerance)
+        self.gains: List[float] = [0.0]
+
+    def threshold(self) -> float:
+        return sum(self.gains) / len(self.gains) - self.tolerance
+
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        if previous is None:
+            raise ValueError('the paired_queue gate needs the previous weights\' score on the same V\'')
+        gain = float(candidate) - float(previous)
+        accept = gain >= min(self.threshold(), 0.0)
+        self.gains.append(gain)  # every measured gain, so the bar follows what source steps currently do
+        if len(self.gains) > self.queue_size:
+            self.gains.pop(0)
+        return accept
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), 'gains': list(self.gains)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.gains = [float(v) for v in state['gains']]
+
+
+class AlwaysAcceptGate(Gate):
+    """No gating: every source step is kept (joint training; an ablation)."""
+
+    name = 'always'
+
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        return True
+
+
+GATE_CRITERIA = {cls.name: cls for cls in (PaperQueueGate, PairedGate, PairedGainQueueGate, AlwaysAcceptGate)}
+
+
+def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0) -> Gate:
+    """Make a gate by criterion name; raises ``ValueError`` listing the choices for an unknown name."""
+    if criterion not in GATE_CRITERIA:
+        raise ValueError(f"unknown gate criterion '{criterion}'; choices: {', '.join(sorted(GATE_CRITERIA))}")
+    if criterion == 'paper':
+        return PaperQueueGate(queue_size)
+    if criterion == 'paired':
+        return PairedGate(tolerance)
+    if criterion == 'paired_queue':
+        return PairedGainQueueGate(queue_size, tolerance)
+    return AlwaysAcceptGate()

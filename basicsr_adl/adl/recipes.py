@@ -1,0 +1,78 @@
+"""Option dicts for ADL runs on RAW data (used by scripts/make_adl_options.py, the demo and the evidence script).
+
+Plain Python: builds BasicSR-shaped option dicts for ADLModel + MultiDomainDataset over per-sensor RAW
+LMDBs laid out as ``<root>/<sensor>/{train,test}_{lq,gt}.lmdb`` (the embedded set's layout).
+"""
+from typing import Any, Dict, List
+
+EMBEDDED_SENSORS = ['SonyA7S2', 'NikonD850', 'CanonEOS5D4', 'IMX686', 'HuaweiPhone']
+EMBEDDED_TARGET = 'IMX686'
+EMBEDDED_ROOT = 'datasets/embedded/raw'
+
+# (file tag, sensor name stored by the converters, dataset family)
+PAPER_DOMAINS = [('SIDD_G4', 'G4', 'SIDD'), ('SIDD_GP', 'GP', 'SIDD'), ('SIDD_IP', 'IP', 'SIDD'),
+                 ('SIDD_N6', 'N6', 'SIDD'), ('SIDD_S6', 'S6', 'SIDD'), ('SID_Sony', 'SonyA7S2', 'SID'),
+                 ('SID_Fuji', 'FujiXT2', 'SID'), ('ELD_Nikon', 'NikonD850', 'ELD'), ('ELD_Canon', 'CanonEOS70D', 'ELD')]
+
+
+def raw_domain(root: str, sensor: str, sensors: List[str], split: str, gt_size: int, augment: bool = True,
+               **extra) -> Dict[str, Any]:
+    opt = {'type': 'RawPairedLMDBDataset', 'dataroot_lq': f'{root}/{sensor}/{split}_lq.lmdb',
+           'dataroot_gt': f'{root}/{sensor}/{split}_gt.lmdb', 'sensors': sensors}
+    if split == 'train':
+        opt.update({'gt_size': gt_size, 'use_hflip': augment, 'use_rot': augment})
+    opt.update(extra)
+    return opt
+
+
+def adl_options(name: str, mode: str, target: str, sources: List[str], sensors: List[str], root: str,
+                gt_size: int, batch: int, target_batch: int, network: Dict[str, Any], total_iter: int,
+                stages: List[int], lr: float, val_crop: int, num_gpu: int, print_freq: int, ckpt_freq: int,
+                val_freq: int, target_pairs: int = None, heatmap_epochs: int = 10,
+                gate: Dict[str, Any] = None, augment: bool = True) -> Dict[str, Any]:
+    domains = {target: raw_domain(root, target, sensors, 'train', gt_size, augment)}
+    for s in sources:
+        domains[s] = raw_domain(root, s, sensors, 'train', gt_size, augment)
+    train = {'name': f'{target}_adl_domains', 'type': 'MultiDomainDataset', 'target': target, 'sources': sources}
+    if target_pairs:
+        train['target_pairs'] = target_pairs
+    train.update({'domains': domains, 'ticks_per_epoch': 1000, 'batch_size_per_gpu': batch, 'num_worker_per_gpu': 0})
+    return {
+        'name': name, 'model_type': 'ADLModel', 'scale': 1, 'num_gpu': num_gpu, 'manual_seed': 10,
+        'datasets': {
+            'train': train,
+            'val': {'name': f'{target}_test', **raw_domain(root, target, sensors, 'test', gt_size),
+                    'phase': 'val'},
+        },
+        'network_g': network,
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {
+            'optim_g': {'type': 'AdamW', 'lr': lr, 'weight_decay': 0.0, 'betas': [0.9, 0.999]},
+            # one cosine cycle per stage, so stage 3 (fine-tuning) starts again at the full rate
+            'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [n for n in stages if n > 0],
+                          'restart_weights': [1] * len([n for n in stages if n > 0]), 'eta_min': lr * 0.01},
+            'total_iter': total_iter, 'warmup_iter': -1,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+        },
+        'adl': {
+            'mode': mode, 'pretrain_iters': stages[0], 'adapt_iters': stages[1], 'finetune_iters': stages[2],
+            'target_batch': target_batch, 'val_crop': val_crop, 'heatmap_epochs': heatmap_epochs,
+            'gate': gate or {'criterion': 'paired', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
+                             'revert_optimizer': True},
+            'validation': {'dynamic': True, 'start_fraction': 0.2, 'end_fraction': 0.5, 'iso_diverse_below': 10},
+        },
+        'val': {'val_freq': val_freq, 'save_img': False,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0},
+                            'ssim': {'type': 'calculate_ssim', 'crop_border': 0}}},
+        'logger': {'print_freq': print_freq, 'save_checkpoint_freq': ckpt_freq, 'use_tb_logger': True,
+                   'wandb': {'project': None, 'resume_id': None}},
+        'dist_params': {'backend': 'nccl', 'port': 29500},
+    }
+
+
+def embedded_network(sensors: List[str]) -> Dict[str, Any]:
+    return {'type': 'ModulatedUNet', 'in_ch': 4, 'out_ch': 4, 'base_ch': 16, 'convs_per_block': 2,
+            'dense': False, 'num_sensors': len(sensors), 'use_sensor': True, 'use_iso': True, 'mlp_hidden': 32,
+            'iso_ref': 100, 'residual': True}
+
+

@@ -1,0 +1,185 @@
+"""MultiDomainDataset: ADL's source domains and small target set inside BasicSR's single ``train`` phase.
+
+BasicSR builds one training dataset and feeds its batches to ``model.feed_data``. ADL needs more control:
+each iteration it chooses a source domain, draws a batch from it, draws patches from the target pairs outside
+the current validation subset, and scores whole target images. So this dataset is two things:
+
+* for BasicSR's dataloader it is a cheap *tick* dataset (``__getitem__`` returns ``{'tick': i}``; length
+  ``ticks_per_epoch`` iterations per BasicSR epoch) that only paces the loop - keep ``num_worker_per_gpu: 0``;
+* for :class:`~basicsr_adl.models.adl_model.ADLModel`, which builds its own copy from the same options, it
+  holds one sub-dataset per domain (any registered type: the RAW LMDB datasets, BasicSR's
+  ``PairedImageDataset``, ...) and serves single items with sensor/ISO metadata filled in.
+
+Options (under ``datasets.train``)::
+
+    type: MultiDomainDataset
+    target: <domain name>          # the small target set
+    sources: [<name>, ...]         # optional; default: every other domain
+    target_pairs: 20               # optional; a seeded random subset of the target's pairs (target_seed)
+    domains:
+      <name>: {type: <registered dataset>, ...its own options...,
+               sensor_index: <int>, iso: <float>}   # optional metadata for datasets that have none
+
+Metadata: ``sensor`` is ``sensor_index`` if given, else the item's own ``sensor``, else the domain's position
+in ``domains``; ``iso`` is the item's own ``iso``, else the domain's ``iso`` option, else NaN (a net that uses
+ISO then stops with an error naming the option).
+"""
+from copy import deepcopy
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch.utils import data
+
+from basicsr.utils.dist_util import get_dist_info
+from basicsr.utils.registry import DATASET_REGISTRY
+
+from basicsr_adl.compat.options_check import OptionError
+
+META_KEYS = ('sensor_index', 'iso')
+
+
+@DATASET_REGISTRY.register()
+class MultiDomainDataset(data.Dataset):
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        super().__init__()
+        self.opt = opt
+        where = 'datasets.train'
+        domains = opt.get('domains')
+        if not isinstance(domains, dict) or not domains:
+            raise OptionError(f"option '{where}.domains' must map domain names to dataset options")
+        self.domain_names: List[str] = [str(k) for k in domains]
+        target = opt.get('target')
+        if target not in domains:
+            raise OptionError(f"option '{where}.target': '{target}' is not a configured domain; "
+                              f"domains: {', '.join(self.domain_names)}")
+        self.target: str = str(target)
+        sources = opt.get('sources')
+        if sources is None:
+            sources = [d for d in self.domain_names if d != self.target]
+        for s in sources:
+            if s not in domains:
+                raise OptionError(f"option '{where}.sources': unknown domain '{s}'; "
+                                  f"domains: {', '.join(self.domain_names)}")
+            if s == self.target:
+                raise OptionError(f"option '{where}.sources': '{s}' is the target domain")
+        self.sources: List[str] = list(sources)
+
+        self._domain_opts: Dict[str, Dict[str, Any]] = {}
+        self._train_sets: Dict[str, data.Dataset] = {}
+        self._eval_set: Optional[data.Dataset] = None
+        for name in [self.target] + self.sources:
+            self._domain_opts[name] = self._sub_options(name, domains[name], opt.get('phase', 'train'))
+            self._train_sets[name] = self._build(name, self._domain_opts[name])
+            if len(self._train_sets[name]) == 0:
+                raise OptionError(f"option '{where}.domains.{name}': the domain has no samples "
+                                  '(check its data paths)')
+
+        n_target = len(self._train_sets[self.target])
+        pairs = opt.get('target_pairs')
+        if pairs is None:
+            self.target_indices = list(range(n_target))
+        else:
+            if not isinstance(pairs, int) or pairs < 1 or pairs > n_target:
+                raise OptionError(f"option '{where}.target_pairs': {pairs!r} must be an integer in 1..{n_target} "
+                                  f"(domain '{self.target}' has {n_target} pairs)")
+            gen = torch.Generator().manual_seed(int(opt.get('target_seed', 0)))
+            self.target_indices = sorted(torch.randperm(n_target, generator=gen)[:pairs].tolist())
+        ticks = opt.get('ticks_per_epoch', 1000)
+        if not isinstance(ticks, int) or ticks < 1:
+            raise OptionError(f"option '{where}.ticks_per_epoch' must be an integer >= 1, got {ticks!r}")
+        # BasicSR counts ceil(len / (batch * world)) iterations per epoch but drops the last partial batch;
+        # a length that is an exact multiple keeps both counts equal (ticks_per_epoch iterations per epoch).
+        _, world = get_dist_info()
+        self.ticks = ticks * int(opt.get('batch_size_per_gpu', 1)) * world
+
+    # -- construction -----------------------------------------------------------------------------------------
+    def _sub_options(self, name: str, dopt: Any, phase: str) -> Dict[str, Any]:
+        if not isinstance(dopt, dict) or 'type' not in dopt:
+            raise OptionError(f"missing required option 'datasets.train.domains.{name}.type'")
+        if dopt['type'] not in DATASET_REGISTRY or dopt['type'] == type(self).__name__:
+            choices = ', '.join(sorted(k for k in DATASET_REGISTRY.keys() if k != type(self).__name__))
+            raise OptionError(f"option 'datasets.train.domains.{name}.type': '{dopt['type']}' is not a registered "
+                              f'dataset; choices: {choices}')
+        sub = deepcopy(dict(dopt))
+        sub.setdefault('name', name)
+        sub.setdefault('phase', phase)
+        for key in ('scale', 'io_backend'):
+            if key in self.opt and key not in sub:
+                sub[key] = deepcopy(self.opt[key])
+        sub.setdefault('scale', 1)
+        return sub
+
+    def _build(self, name: str, sub: Dict[str, Any]) -> data.Dataset:
+        cls = DATASET_REGISTRY.get(sub['type'])
+        kwargs = deepcopy({k: v for k, v in sub.items() if k not in META_KEYS})
+        try:
+            return cls(kwargs)
+        except OptionError:
+            raise
+        except (KeyError, ValueError, FileNotFoundError, OSError, AssertionError) as err:
+            raise OptionError(f"option 'datasets.train.domains.{name}': building {sub['type']} failed: "
+                              f'{type(err).__name__}: {err}') from err
+
+    # -- BasicSR dataloader side: ticks -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.ticks
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return {'tick': index}
+
+    # -- ADLModel side -----------------------------------------------------------------------------------------
+    def domain_size(self, name: str) -> int:
+        return len(self.target_indices) if name == self.target else len(self._train_sets[name])
+
+    def sensor_index(self, name: str) -> Optional[int]:
+        dopt = self._domain_opts[name]
+        return int(dopt['sensor_index']) if dopt.get('sensor_index') is not None else None
+
+    def _with_metadata(self, name: str, item: Dict[str, Any]) -> Dict[str, Any]:
+        dopt = self._domain_opts[name]
+        sensor = self.sensor_index(name)
+        if sensor is None:
+            sensor = int(item['sensor']) if item.get('sensor') is not None else self.domain_names.index(name)
+        iso = item.get('iso')
+        if iso is None:
+            iso = dopt.get('iso')
+        iso = float('nan') if iso is None else float(iso)
+        out = {'lq': item['lq'], 'gt': item['gt'], 'sensor': torch.tensor(sensor, dtype=torch.long),
+               'iso': torch.tensor(iso, dtype=torch.float32), 'domain': name}
+        return out
+
+    def train_item(self, name: str, index: int) -> Dict[str, Any]:
+        """One training sample (the sub-dataset's own random crop/augmentation) of domain ``name``.
+
+        For the target, ``index`` counts within the configured target pairs."""
+        real = self.target_indices[index] if name == self.target else index
+        return self._with_metadata(name, self._train_sets[name][real])
+
+    def target_eval_item(self, index: int) -> Dict[str, Any]:
+        """A whole target pair without augmentation (the sub-dataset built with phase 'val')."""
+        if self._eval_set is None:
+            sub = dict(self._domain_opts[self.target], phase='val')
+            self._eval_set = self._build(self.target, sub)
+        return self._with_metadata(self.target, self._eval_set[self.target_indices[index]])
+
+
+def collate_items(items: Sequence[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
+    """Stack items of equal patch size into a batch (lq, gt, sensor, iso)."""
+    return {
+        'lq': torch.stack([torch.as_tensor(it['lq']) for it in items]),
+        'gt': torch.stack([torch.as_tensor(it['gt']) for it in items]),
+        'sensor': torch.stack([it['sensor'] for it in items]),
+        'iso': torch.stack([it['iso'] for it in items]),
+    }
+
+
+def centre_crop(t: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """Centre crop of the last two dims to ``size`` (no-op when None or already smaller)."""
+    if not size:
+        return t
+    h, w = t.shape[-2:]
+    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return t[..., top:top + min(size, h), left:left + min(size, w)]
+
+
+__all__ = ['MultiDomainDataset', 'collate_items', 'centre_crop']

@@ -1,0 +1,505 @@
+"""ADLModel: Adaptive Domain Learning (Qian et al., NeurIPS 2024) as a BasicSR model.
+
+Three stages (``adl.pretrain_iters`` / ``adapt_iters`` / ``finetune_iters``): target pretraining, gated
+source-domain learning, target fine-tuning. In stage 2 each gate chunk (``adl.gate.every`` steps, default 1)
+picks one source domain and a dynamic validation subset V' of the target pairs, takes its steps on source
+batches joined with target patches from outside V', scores the candidate weights on V' and keeps them or
+reverts weights *and* optimizer state exactly (:class:`~basicsr_adl.adl.snapshot.TrainingSnapshot`).
+
+The data come from :class:`~basicsr_adl.data.multi_domain_dataset.MultiDomainDataset`, configured as the
+``train`` phase; BasicSR's loader only paces the loop, and the model draws domains and samples itself:
+shared choices (domain, V', decision) from a seeded generator identical on every rank, per-rank samples from
+the global RNG (saved per rank by the compat resume layer). ``adl.mode`` selects the baselines:
+``adl``; ``finetune`` (source batches, ungated, for stages 1+2, then target); ``target_only``.
+"""
+import hashlib
+import inspect
+import json
+import math
+from collections import OrderedDict
+from os import path as osp
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+
+from basicsr.data import build_dataset
+from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from basicsr_adl.adl.accept_log import AcceptLog
+from basicsr_adl.adl.gate import GATE_CRITERIA, build_gate
+from basicsr_adl.adl.schedule import SOURCE_ADAPT, STAGE_NAMES, TARGET_FINETUNE, TARGET_PRETRAIN, StageSchedule
+from basicsr_adl.adl.snapshot import TrainingSnapshot
+from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
+from basicsr_adl.compat.options_check import OptionError
+from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
+
+MODES = ('adl', 'finetune', 'target_only')
+METADATA_ARGS = ('sensor', 'iso')
+HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'
+
+
+def metadata_args(net: torch.nn.Module) -> Tuple[str, ...]:
+    """Names among ('sensor', 'iso') that ``net.forward`` takes as parameters."""
+    params = inspect.signature(net.forward).parameters
+    return tuple(name for name in METADATA_ARGS if name in params)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def psnr_per_image(output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image, data range 1, output clamped to [0, 1] (float, no 8-bit rounding)."""
+    return calculate_psnr_pt(output.clamp(0, 1), gt, crop_border=0)
+
+
+def preview_image(t: torch.Tensor) -> torch.Tensor:
+    """3-channel [0,1] view of an image tensor (C,H,W): RGB as is, packed RAW as (R, mean G, B) with gamma 1/2.2."""
+    t = t.detach().float().clamp(0, 1)
+    if t.shape[0] == 4:
+        t = torch.stack([t[0], 0.5 * (t[1] + t[2]), t[3]]).pow(1 / 2.2)
+    elif t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t[:3]
+
+
+@MODEL_REGISTRY.register()
+class ADLModel(SRModel):
+    """SRModel with ADL's three-stage training and gated source steps (see module docstring)."""
+
+    def __init__(self, opt: Dict[str, Any]) -> None:
+        self._adl_opt = dict(opt.get('adl') or {})
+        self.val_defaults: Dict[str, Any] = {}
+        super().__init__(opt)
+        self._setup_metadata()
+
+    def _setup_metadata(self) -> None:
+        """Which of sensor/iso go to the net: those its forward() takes, unless adl.use_metadata says otherwise."""
+        if hasattr(self, 'net_meta'):
+            return
+        net_meta = metadata_args(self.get_bare_model(self.net_g))
+        use_meta = self._adl_opt.get('use_metadata', 'auto')
+        if use_meta not in ('auto', True, False):
+            raise OptionError(f"option 'adl.use_metadata': expected auto, true or false, got {use_meta!r}")
+        if use_meta is True and not net_meta:
+            raise OptionError(f"option 'adl.use_metadata' is true but network_g ({self.opt['network_g']['type']}) "
+                              'takes no sensor/iso argument in forward(); use a modulated net or set it to auto')
+        self.net_meta = () if use_meta is False else net_meta
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def init_training_settings(self) -> None:
+        super().init_training_settings()
+        self._setup_metadata()
+        a, opt = self._adl_opt, self.opt
+        self.logger = get_root_logger()
+        self.mode = a.get('mode', 'adl')
+        if self.mode not in MODES:
+            raise OptionError(f"option 'adl.mode': '{self.mode}' is not one of {', '.join(MODES)}")
+        total = int(opt['train']['total_iter'])
+        explicit = [k for k in ('pretrain_iters', 'adapt_iters', 'finetune_iters') if a.get(k) is not None]
+        if explicit and len(explicit) < 3:
+            missing = [k for k in ('pretrain_iters', 'adapt_iters', 'finetune_iters') if k not in explicit]
+            raise OptionError(f"option 'adl.{missing[0]}' is missing: give all three stage lengths or none "
+                              '(default 10 % / 80 % / 10 % of train.total_iter)')
+        try:
+            if explicit:
+                self.schedule = StageSchedule(int(a['pretrain_iters']), int(a['adapt_iters']), int(a['finetune_iters']))
+            else:
+                p, f = int(round(0.1 * total)), int(round(0.1 * total))
+                self.schedule = StageSchedule(p, total - p - f, f)
+        except ValueError as err:
+            raise OptionError(f"option 'adl.*_iters': {err}") from err
+        self._schedule_explicit = bool(explicit)
+        if self.schedule.total != total:
+            self.logger.warning(f'ADL stage lengths sum to {self.schedule.total} but train.total_iter is {total}; '
+                                'stage 3 runs until total_iter.')
+
+        dopt = opt['datasets']['train']
+        if dopt.get('type') != MultiDomainDataset.__name__:
+            raise OptionError(f"option 'datasets.train.type': ADLModel needs MultiDomainDataset, got '{dopt.get('type')}'")
+        self.domains: MultiDomainDataset = build_dataset(dopt)
+        if self.mode != 'target_only' and not self.domains.sources:
+            raise OptionError(f"option 'datasets.train.sources': adl.mode '{self.mode}' needs at least one source "
+                              'domain besides the target')
+        self.batch_size = int(dopt['batch_size_per_gpu'])
+        self.target_batch = int(a.get('target_batch', self.batch_size))
+        if self.target_batch < 0:
+            raise OptionError(f"option 'adl.target_batch' must be >= 0, got {self.target_batch}")
+        self.val_crop = a.get('val_crop', 128)
+        n_target = self.domains.domain_size(self.domains.target)
+
+        # V' is scored on cached centre crops of the whole target pairs.
+        self.val_cache = [self._cache_item(self.domains.target_eval_item(i)) for i in range(n_target)]
+        self.val_defaults = {'sensor': self.val_cache[0]['sensor'], 'iso': self.val_cache[0]['iso']}
+        self._check_metadata()
+
+        gate_opt = dict(a.get('gate') or {})
+        criterion = gate_opt.get('criterion', 'paired')
+        if criterion not in GATE_CRITERIA:
+            raise OptionError(f"option 'adl.gate.criterion': '{criterion}' is unknown; "
+                              f"choices: {', '.join(sorted(GATE_CRITERIA))}")
+        try:
+            self.gate = build_gate(criterion, int(gate_opt.get('queue_size', 10)), float(gate_opt.get('tolerance', 0.0)))
+        except ValueError as err:
+            raise OptionError(f"option 'adl.gate': {err}") from err
+        self.gate_every = int(gate_opt.get('every', 1))
+        if self.gate_every < 1:
+            raise OptionError(f"option 'adl.gate.every' must be >= 1, got {self.gate_every}")
+        self.revert_optimizer = bool(gate_opt.get('revert_optimizer', True))
+
+        val_opt = dict(a.get('validation') or {})
+        self.dynamic_val = bool(val_opt.get('dynamic', True))
+        if self.mode == 'adl' and self.schedule.adapt_iters > 0:
+            if n_target < 2:
+                raise OptionError(f"option 'datasets.train.target_pairs': the target '{self.domains.target}' has "
+                                  f'{n_target} pair(s); ADL needs at least 2 (one for V\', one to train on)')
+            try:
+                self.sampler = DynamicValidationSampler(
+                    n_target, [float(c['iso']) for c in self.val_cache], float(val_opt.get('start_fraction', 0.2)),
+                    float(val_opt.get('end_fraction', 0.5)), int(val_opt.get('iso_diverse_below', 10)))
+            except ValueError as err:
+                raise OptionError(f"option 'adl.validation': {err}") from err
+
+        self.seed = int(opt.get('manual_seed') or 0) + int(a.get('seed_offset', 0))
+        self.shared_gen = torch.Generator().manual_seed(self.seed)  # identical on every rank
+        self.snapshot = TrainingSnapshot(self.get_bare_model(self.net_g), self.optimizer_g)
+        self.accept_log = AcceptLog(self.domains.sources or ['-'], max(self.schedule.adapt_iters, 1),
+                                    int(a.get('heatmap_epochs', 10)))
+        self.chunk: Dict[str, Any] = {'pos': 0}
+        self.log_dict = OrderedDict()
+        self.fixed_val: Optional[Tuple[List[int], List[int]]] = None
+        self.nan_skips = 0
+        # (iter, domain, accepted, candidate PSNR, previous PSNR) per decision, kept only when dumped per rank
+        self.write_rank_decisions = bool(a.get('write_rank_decisions', False))
+        self.decisions: List[Tuple[int, str, bool, float, Optional[float]]] = []
+        self.logger.info(f'ADL: mode={self.mode}, stages {self.schedule}, target={self.domains.target} '
+                         f'({n_target} pairs), sources={self.domains.sources}, gate={criterion} '
+                         f'(every {self.gate_every}), metadata to net: {list(self.net_meta) or "none"}')
+
+    def _cache_item(self, item: Dict[str, Any]) -> Dict[str, Any]:
+        return {'lq': centre_crop(torch.as_tensor(item['lq']), self.val_crop).contiguous(),
+                'gt': centre_crop(torch.as_tensor(item['gt']), self.val_crop).contiguous(),
+                'sensor': item['sensor'], 'iso': item['iso']}
+
+    def _check_metadata(self) -> None:
+        """Fail before training when the net needs metadata the data do not give."""
+        bare = self.get_bare_model(self.net_g)
+        needs_iso = 'iso' in self.net_meta and getattr(bare, 'use_iso', True)
+        num_sensors = getattr(bare, 'num_sensors', None) if getattr(bare, 'use_sensor', False) else None
+        for name in [self.domains.target] + self.domains.sources:
+            item = self.domains.target_eval_item(0) if name == self.domains.target else self.domains.train_item(name, 0)
+            if needs_iso and not math.isfinite(float(item['iso'])):
+                raise OptionError(f"option 'datasets.train.domains.{name}.iso': the domain's samples carry no ISO "
+                                  'and the net uses ISO modulation; set it, or network_g.use_iso: false')
+            if 'sensor' in self.net_meta and num_sensors is not None and int(item['sensor']) >= num_sensors:
+                raise OptionError(f"option 'network_g.num_sensors': domain '{name}' has sensor index "
+                                  f"{int(item['sensor'])} but the net knows {num_sensors} sensors")
+
+    # ------------------------------------------------------------------------------------------------ data
+    def feed_data(self, data: Dict[str, Any]) -> None:
+        if 'tick' in data and 'lq' not in data:
+            return  # training batches are drawn by the model itself
+        super().feed_data(data)
+        b = self.lq.shape[0]
+        self.meta = {}
+        for key in METADATA_ARGS:
+            value = data.get(key)
+            if value is None:
+                value = self.val_defaults.get(key)
+            if value is not None:
+                self.meta[key] = torch.as_tensor(value).reshape(-1).expand(b).to(self.device) \
+                    if torch.as_tensor(value).numel() == 1 else torch.as_tensor(value).to(self.device)
+
+    def _forward(self, net: torch.nn.Module, lq: torch.Tensor, meta: Dict[str, torch.Tensor]) -> torch.Tensor:
+        kwargs = {k: meta[k] for k in self.net_meta if k in meta}
+        return net(lq, **kwargs)
+
+    def _draw_batch(self, parts: List[Tuple[str, List[int]]]) -> Dict[str, torch.Tensor]:
+        items = []
+        for name, indices in parts:
+            items += [self.domains.train_item(name, i) for i in indices]
+        try:
+            batch = collate_items(items)
+        except RuntimeError as err:
+            raise OptionError('option datasets.train.domains.*.gt_size: source and target patches must have the '
+                              f'same size to form one batch ({err})') from err
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _per_rank_indices(self, population: List[int], count: int) -> List[int]:
+        """Uniform draws with replacement from the per-rank global RNG (saved per rank for resume)."""
+        if count <= 0:
+            return []
+        picks = torch.randint(len(population), (count,))
+        return [population[int(i)] for i in picks]
+
+    def _shared_randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.shared_gen))
+
+    # ------------------------------------------------------------------------------------------------ training
+    def stage_at(self, current_iter: int) -> int:
+        return self.schedule.stage_at(current_iter)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        stage = self.stage_at(current_iter)
+        n_target = self.domains.domain_size(self.domains.target)
+        all_target = list(range(n_target))
+        self.log_dict = OrderedDict()
+        if self.mode == 'target_only' or (self.mode == 'finetune' and stage == TARGET_FINETUNE) or \
+                (self.mode == 'adl' and stage != SOURCE_ADAPT):
+            batch = self._draw_batch([(self.domains.target, self._per_rank_indices(all_target, self.batch_size))])
+            self._train_step(batch)
+            self._update_ema()
+        elif self.mode == 'finetune':
+            domain = self.domains.sources[self._shared_randint(len(self.domains.sources))]
+            size = self.domains.domain_size(domain)
+            batch = self._draw_batch([(domain, self._per_rank_indices(list(range(size)), self.batch_size))])
+            self._train_step(batch)
+            self._update_ema()
+        else:
+            self._adapt_step(current_iter)
+        self.log_dict['adl_stage'] = float(stage)
+
+    def _train_step(self, batch: Dict[str, torch.Tensor]) -> bool:
+        """One optimizer step; a non-finite loss (on any rank) skips it on every rank. Returns whether it stepped."""
+        self.optimizer_g.zero_grad()
+        output = self._forward(self.net_g, batch['lq'], batch)
+        l_pix = self.cri_pix(output, batch['gt'])
+        finite = torch.tensor([1.0 if bool(torch.isfinite(l_pix)) else 0.0])
+        if _distributed():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            self.nan_skips += 1
+            self.logger.warning(f'ADL: non-finite loss ({l_pix.item()}) - step skipped, weights unchanged '
+                                f'({self.nan_skips} skipped so far)')
+            self.optimizer_g.zero_grad()
+            self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=torch.zeros((), device=self.device))))
+            self.log_dict['adl_nan_skips'] = float(self.nan_skips)
+            return False
+        l_pix.backward()
+        self.optimizer_g.step()
+        self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=l_pix)))
+        return True
+
+    def _update_ema(self) -> None:
+        if getattr(self, 'ema_decay', 0) > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    @torch.no_grad()
+    def score(self, indices: List[int]) -> float:
+        """Mean PSNR of the current weights over the target crops ``indices`` (sharded over ranks, all-reduced)."""
+        net = self.get_bare_model(self.net_g)
+        rank, world = self.opt.get('rank', 0), self.opt.get('world_size', 1)
+        mine = indices[rank::world] if _distributed() else indices
+        total = torch.zeros(2, dtype=torch.float64)
+        was_training = net.training
+        net.eval()
+        groups: Dict[Tuple[int, ...], List[int]] = {}
+        for i in mine:
+            groups.setdefault(tuple(self.val_cache[i]['lq'].shape), []).append(i)
+        for members in groups.values():
+            lq = torch.stack([self.val_cache[i]['lq'] for i in members]).to(self.device)
+            gt = torch.stack([self.val_cache[i]['gt'] for i in members]).to(self.device)
+            meta = {k: torch.stack([torch.as_tensor(self.val_cache[i][k]) for i in members]).to(self.device)
+                    for k in METADATA_ARGS}
+            psnr = psnr_per_image(self._forward(net, lq, meta), gt)
+            total[0] += psnr.sum().double().cpu()
+            total[1] += len(members)
+        net.train(was_training)
+        if _distributed():
+            dist.all_reduce(total)
+        return float(total[0] / total[1])
+
+    def _adapt_step(self, current_iter: int) -> None:
+        step = self.schedule.adapt_step(current_iter)
+        chunk = self.chunk
+        if chunk['pos'] == 0:
+            chunk['domain'] = self.domains.sources[self._shared_randint(len(self.domains.sources))]
+            if self.dynamic_val:
+                chunk['val'], chunk['train'] = self.sampler.sample(self.schedule.adapt_progress(current_iter),
+                                                                   self.shared_gen)
+            else:
+                if self.fixed_val is None:
+                    self.fixed_val = self.sampler.sample(0.0, self.shared_gen)
+                chunk['val'], chunk['train'] = self.fixed_val
+            chunk['prev'] = None
+            if self.gate.needs_previous or (self.gate.needs_seed and not self.gate.started):
+                chunk['prev'] = self.score(chunk['val'])
+                if not self.gate.started:
+                    self.gate.start(chunk['prev'])
+            elif not self.gate.started:
+                self.gate.start(float('nan'))
+            self.snapshot.capture()
+        domain = chunk['domain']
+        source_idx = self._per_rank_indices(list(range(self.domains.domain_size(domain))), self.batch_size)
+        target_idx = self._per_rank_indices(chunk['train'], self.target_batch)
+        batch = self._draw_batch([(domain, source_idx), (self.domains.target, target_idx)])
+        self._train_step(batch)
+        chunk['pos'] += 1
+        last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
+        if chunk['pos'] >= self.gate_every or last_adapt:
+            candidate = self.score(chunk['val'])
+            accept = self.gate.decide(candidate, chunk['prev'])
+            flag = torch.tensor([1.0 if accept else 0.0])
+            if _distributed():
+                dist.broadcast(flag, 0)  # one decision for all replicas, whatever rounding did
+            accept = bool(flag.item() > 0.5)
+            if accept:
+                self._update_ema()
+            else:
+                self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
+            self.accept_log.record(domain, accept, step)
+            if self.write_rank_decisions:
+                self.decisions.append((current_iter, domain, accept, candidate, chunk['prev']))
+            self.chunk = {'pos': 0}
+            self.log_dict['adl_val_psnr'] = candidate
+            self.log_dict['adl_accepted'] = float(accept)
+        for name, (acc, rej) in self.accept_log.counts().items():
+            self.log_dict[f'adl_accept/{name}'] = float(acc)
+            self.log_dict[f'adl_reject/{name}'] = float(rej)
+
+    # ------------------------------------------------------------------------------------------------ eval
+    def test(self) -> None:
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self._forward(net, self.lq, getattr(self, 'meta', {}))
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Float metrics (no 8-bit rounding; RAW-safe): PSNR/SSIM with data range 1 on [0, 1]-clamped output."""
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        if metrics:
+            self._initialize_best_metric_results(dataset_name)
+        sums = {name: 0.0 for name in metrics}
+        count = 0
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            out, gt = self.output.clamp(0, 1), getattr(self, 'gt', None)
+            for name, mopt in metrics.items():
+                if gt is None:
+                    continue
+                border = int(mopt.get('crop_border', 0))
+                kind = mopt['type']
+                if kind in ('calculate_psnr', 'calculate_psnr_pt'):
+                    sums[name] += float(calculate_psnr_pt(out, gt, border).sum())
+                elif kind in ('calculate_ssim', 'calculate_ssim_pt'):
+                    sums[name] += float(calculate_ssim_pt(out, gt, border).sum())
+                else:
+                    raise OptionError(f"option 'val.metrics.{name}.type': ADLModel computes calculate_psnr and "
+                                      f"calculate_ssim in float; '{kind}' is not supported")
+            if save_img:
+                name = osp.splitext(osp.basename(str(val_data.get('lq_path', [f'img{count}'])[0])))[0]
+                folder = self.opt['path']['visualization']
+                path = osp.join(folder, name, f'{name}_{current_iter}.png') if self.opt['is_train'] else \
+                    osp.join(folder, dataset_name, f'{name}_{self.opt["name"]}.png')
+                imwrite(tensor2img([preview_image(self.output[0])]), path)
+            count += self.lq.shape[0]
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+        self.metric_results = {name: sums[name] / max(count, 1) for name in metrics}
+        for name, value in self.metric_results.items():
+            self._update_best_metric_result(dataset_name, name, value, current_iter)
+        if metrics:
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    # ------------------------------------------------------------------------------------------------ state
+    def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:
+        if not self.is_train or self.mode != 'adl' or self.opt.get('rank', 0) != 0:
+            return None
+        root = self.opt['path']['experiments_root']
+        png, csv = osp.join(root, HEATMAP_PNG), osp.join(root, HEATMAP_CSV)
+        self.accept_log.write_csv(csv)
+        self.accept_log.write_png(png, title=f'ADL accept rate ({self.gate.name} gate), target {self.domains.target}')
+        counts = ', '.join(f'{d}: {a} accepted / {r} rejected' for d, (a, r) in self.accept_log.counts().items())
+        self.logger.info(f'ADL source steps: {counts}. Heatmap: {png}, CSV: {csv}')
+        return png, csv
+
+    def dump_rank_decisions(self) -> str:
+        """Write this rank's decisions and a weight checksum (option adl.write_rank_decisions; DDP checks)."""
+        rank = self.opt.get('rank', 0)
+        path = osp.join(self.opt['path']['experiments_root'], f'adl_decisions_rank{rank}.json')
+        weights = torch.cat([p.detach().reshape(-1).double() for p in self.get_bare_model(self.net_g).parameters()])
+        record = {'rank': rank, 'decisions': self.decisions,
+                  'weights_sha256': hashlib.sha256(weights.numpy().tobytes()).hexdigest()}
+        with open(path, 'w') as f:
+            json.dump(record, f)
+        return path
+
+    def save(self, epoch: int, current_iter: int) -> None:
+        super().save(epoch, current_iter)
+        if self.is_train:
+            self.write_accept_heatmap()
+            if self.write_rank_decisions:
+                self.dump_rank_decisions()
+
+    def extra_training_state(self) -> Dict[str, Any]:
+        chunk = dict(self.chunk)
+        state = {
+            'schedule': [self.schedule.pretrain_iters, self.schedule.adapt_iters, self.schedule.finetune_iters],
+            'mode': self.mode,
+            'gate': self.gate.state_dict(),
+            'shared_gen': self.shared_gen.get_state(),
+            'accept_log': self.accept_log.state_dict(),
+            'chunk': chunk,
+            'fixed_val': self.fixed_val,
+            'nan_skips': self.nan_skips,
+            'decisions': list(self.decisions),
+        }
+        if chunk['pos'] > 0:  # checkpoint inside a gated chunk: the revert point must survive
+            state['snapshot'] = self.snapshot.state_dict()
+        return state
+
+    def load_extra_training_state(self, state: Dict[str, Any]) -> None:
+        saved = StageSchedule(*state['schedule'])
+        if saved != self.schedule:
+            if self._schedule_explicit:
+                self.logger.warning(f'ADL: resuming with stages {self.schedule}, the saved run had {saved}')
+            else:
+                self.schedule = saved
+        if state['mode'] != self.mode:
+            raise OptionError(f"option 'adl.mode': the training state was written in mode '{state['mode']}', "
+                              f"not '{self.mode}'")
+        self.gate.load_state_dict(state['gate'])
+        self.shared_gen.set_state(state['shared_gen'])
+        self.accept_log.load_state_dict(state['accept_log'])
+        self.chunk = dict(state['chunk'])
+        self.fixed_val = state.get('fixed_val')
+        self.nan_skips = int(state.get('nan_skips', 0))
+        self.decisions = [tuple(d) for d in state.get('decisions', [])]
+        if 'snapshot' in state:
+            self.snapshot.load_state_dict(state['snapshot'])
+
+
+@torch.no_grad()
+def evaluate_net(net: torch.nn.Module, dataset, device: Optional[torch.device] = None,
+                 keep_outputs: int = 0) -> Dict[str, Any]:
+    """PSNR/SSIM (float, data range 1) of ``net`` over every item of ``dataset`` (items: lq, gt[, sensor, iso]).
+
+    Metadata go to the net only if its forward takes them. Returns per-image lists, their means, and the
+    first ``keep_outputs`` (lq, output, gt) triples for pictures."""
+    device = device or torch.device('cpu')
+    names = metadata_args(net)
+    was_training = net.training
+    net.eval()
+    psnrs, ssims, kept = [], [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        lq = torch.as_tensor(item['lq'])[None].to(device)
+        gt = torch.as_tensor(item['gt'])[None].to(device)
+        kwargs = {k: torch.as_tensor(item[k]).reshape(1).to(device) for k in names if item.get(k) is not None}
+        out = net(lq, **kwargs).clamp(0, 1)
+        psnrs.append(float(calculate_psnr_pt(out, gt, 0)))
+        ssims.append(float(calculate_ssim_pt(out, gt, 0)))
+        if i < keep_outputs:
+            kept.append((lq[0].cpu(), out[0].cpu(), gt[0].cpu()))
+    net.train(was_training)
+    return {'psnr': sum(psnrs) / len(psnrs), 'ssim': sum(ssims) / len(ssims), 'psnr_per_image': psnrs,
+            'ssim_per_image': ssims, 'outputs': kept}

@@ -1,0 +1,157 @@
+"""ADLModel in-process: exact revert inside the model, V' kept out of training, NaN skip, one-line option errors."""
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+import yaml
+
+import basicsr_adl  # noqa: F401
+from basicsr.models import build_model
+from basicsr.utils import make_exp_dirs
+from basicsr.utils.options import parse_options
+
+from basicsr_adl.adl.gate import PaperQueueGate
+from basicsr_adl.cli import main as cli_main
+from adl_testdata import make_data, make_options
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_data(str(tmp_path_factory.mktemp('adl_model_data')))
+
+
+def build(tmp_path, opt_path, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', opt_path])
+    opt, _ = parse_options(str(tmp_path), is_train=True)
+    opt['root_path'] = str(tmp_path)
+    make_exp_dirs(opt)
+    return build_model(opt)
+
+
+def state_of(model):
+    net = model.get_bare_model(model.net_g)
+    params = [p.detach().clone() for p in net.parameters()]
+    opt_state = {k: {kk: vv.clone() for kk, vv in v.items()} for k, v in model.optimizer_g.state_dict()['state'].items()}
+    return params, opt_state
+
+
+def same_state(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a[0], b[0])) and a[1].keys() == b[1].keys() and all(
+        torch.equal(a[1][k][kk], b[1][k][kk]) for k in a[1] for kk in a[1][k])
+
+
+def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, data, monkeypatch):
+    opt = make_options(str(tmp_path), data, name='revert', stages=(2, 4, 1), total_iter=7)
+    model = build(tmp_path, opt, monkeypatch)
+    for it in (1, 2):
+        model.optimize_parameters(it)
+    model.gate = PaperQueueGate(3)
+    model.gate.start(1000.0)  # nothing can beat this: every step is rejected
+    before = state_of(model)
+    model.optimize_parameters(3)
+    assert same_state(before, state_of(model))
+    assert sum(r for _, r in model.accept_log.counts().values()) == 1
+    model.gate = PaperQueueGate(3)
+    model.gate.start(-1000.0)  # everything is accepted
+    model.optimize_parameters(4)
+    assert not same_state(before, state_of(model))
+    assert sum(a for a, _ in model.accept_log.counts().values()) == 1
+
+
+def test_validation_subset_is_never_trained_on_in_stage2(tmp_path, data, monkeypatch):
+    """Each stage-2 iteration: one source domain, and target patches only from outside that iteration's V'."""
+    model = build(tmp_path, make_options(str(tmp_path), data, name='vsplit', stages=(1, 5, 1), total_iter=7),
+                  monkeypatch)
+    model.optimize_parameters(1)
+    seen = []
+    original = model.domains.train_item
+    monkeypatch.setattr(model.domains, 'train_item', lambda name, i: seen.append((name, i)) or original(name, i))
+    gen = torch.Generator()
+    for it in range(2, 7):
+        seen.clear()
+        gen.set_state(model.shared_gen.get_state())
+        model.optimize_parameters(it)
+        domain = model.domains.sources[int(torch.randint(2, (1,), generator=gen))]  # replay the shared draws
+        val, train = model.sampler.sample(model.schedule.adapt_progress(it), gen)
+        target_idx = [i for n, i in seen if n == 'tgt']
+        assert {n for n, _ in seen if n != 'tgt'} == {domain}
+        assert len(target_idx) == 1 and all(i in train and i not in val for i in target_idx)
+        assert len(val) == model.sampler.size_at(model.schedule.adapt_progress(it))
+
+
+def test_nan_loss_skips_the_step(tmp_path, data, monkeypatch):
+    opt = make_options(str(tmp_path), data, name='nan', stages=(3, 2, 1), total_iter=6)
+    model = build(tmp_path, opt, monkeypatch)
+    model.optimize_parameters(1)
+    before = state_of(model)
+    real = model.cri_pix
+    monkeypatch.setattr(model, 'cri_pix', lambda out, gt: real(out, gt) * float('nan'))
+    model.optimize_parameters(2)
+    assert model.nan_skips == 1 and model.log_dict['adl_nan_skips'] == 1.0
+    assert same_state(before, state_of(model))
+    monkeypatch.setattr(model, 'cri_pix', real)
+    model.optimize_parameters(3)
+    assert not same_state(before, state_of(model))
+
+
+def _cli_error(tmp_path, opt_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(is_train=True, argv=['-opt', opt_path])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('basicsr_adl: error:')
+    return err[0]
+
+
+def _edit(path, fn):
+    with open(path) as f:
+        opt = yaml.safe_load(f)
+    fn(opt)
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path
+
+
+@pytest.mark.parametrize('case, option', [
+    ('unknown_target', "'datasets.train.target'"),
+    ('empty_source', "'datasets.train.domains.srcA'"),
+    ('target_too_small', "'datasets.train.target_pairs'"),
+    ('net_without_metadata', "'adl.use_metadata'"),
+    ('unknown_gate', "'adl.gate.criterion'"),
+    ('sensor_out_of_range', "'network_g.num_sensors'"),
+    ('missing_iso', "'datasets.train.domains.srcB.iso'"),
+    ('unknown_domain_type', "'datasets.train.domains.srcA.type'"),
+    ('bad_mode', "'adl.mode'"),
+])
+def test_bad_input_is_one_line_naming_the_option(tmp_path, data, monkeypatch, capsys, case, option):
+    path = make_options(str(tmp_path), data, name=f'bad_{case}', total_iter=3, stages=(1, 1, 1))
+    train = lambda o: o['datasets']['train']  # noqa: E731
+    if case == 'unknown_target':
+        _edit(path, lambda o: train(o).update(target='nope'))
+    elif case == 'empty_source':
+        empty = tmp_path / 'empty'
+        (empty / 'lq').mkdir(parents=True)
+        (empty / 'gt').mkdir()
+        _edit(path, lambda o: train(o)['domains']['srcA'].update(dataroot_lq=str(empty / 'lq'),
+                                                                 dataroot_gt=str(empty / 'gt')))
+    elif case == 'target_too_small':
+        _edit(path, lambda o: train(o).update(target_pairs=1))
+    elif case == 'net_without_metadata':
+        _edit(path, lambda o: (o.update(network_g={'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 1,
+                                                   'num_feat': 4, 'num_block': 1, 'num_grow_ch': 4}),
+                               o['adl'].update(use_metadata=True)))
+    elif case == 'unknown_gate':
+        _edit(path, lambda o: o['adl'].update(gate={'criterion': 'best'}))
+    elif case == 'sensor_out_of_range':
+        _edit(path, lambda o: o['network_g'].update(num_sensors=2))
+    elif case == 'missing_iso':
+        _edit(path, lambda o: train(o)['domains']['srcB'].pop('iso'))
+    elif case == 'unknown_domain_type':
+        _edit(path, lambda o: train(o)['domains']['srcA'].update(type='NoSuchDataset'))
+    elif case == 'bad_mode':
+        _edit(path, lambda o: o['adl'].update(mode='joint'))
+    line = _cli_error(tmp_path, path, monkeypatch, capsys)
+    assert option in line, line
