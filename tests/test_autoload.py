@@ -25,6 +25,19 @@ def _run(args, cwd, **extra):
     return subprocess.run(args, cwd=str(cwd), env=_bare_env(**extra), capture_output=True, text=True, timeout=300)
 
 
+def _run_plain_basicsr(args, cwd, folder: str, name: str):
+    """Run BasicSR with the hook off; plain BasicSR makes ``<site-packages>/<folder>/<name>`` before it fails
+    (its root is site-packages when run with -m), so remove that afterwards."""
+    existed = (SITE / folder).exists()
+    try:
+        return _run([PYTHON, *args], cwd, BASICSR_ADL_AUTOLOAD='0')
+    finally:
+        for leftover in (SITE / folder).glob(f'{name}*'):
+            shutil.rmtree(leftover)
+        if not existed and (SITE / folder).is_dir() and not any((SITE / folder).iterdir()):
+            (SITE / folder).rmdir()
+
+
 def test_pth_is_installed_and_startup_stays_light(tmp_path):
     assert (SITE / 'basicsr_adl_autoload.pth').is_file(), 'install the package first (scripts/install.sh)'
     proc = _run([PYTHON, '-c', 'import sys; print(sorted(m for m in ("torch", "basicsr", "basicsr_adl", '
@@ -54,14 +67,7 @@ def test_basicsr_train_entry_trains_a_plugin_arch(tmp_path, tiny_pairs, how):
 
 def test_hook_off_gives_basicsrs_registry_error(tmp_path, tiny_pairs):
     write_yaml(tmp_path / 'o.yml', _dncnn_options(tiny_pairs, 'auto_off'))
-    existed = (SITE / 'experiments').exists()
-    try:
-        proc = _run([PYTHON, '-m', 'basicsr.train', '-opt', 'o.yml'], tmp_path, BASICSR_ADL_AUTOLOAD='0')
-    finally:  # plain BasicSR makes its experiment folder inside site-packages before failing: remove it
-        for leftover in (SITE / 'experiments').glob('auto_off*'):
-            shutil.rmtree(leftover)
-        if not existed and (SITE / 'experiments').is_dir() and not any((SITE / 'experiments').iterdir()):
-            (SITE / 'experiments').rmdir()
+    proc = _run_plain_basicsr(['-m', 'basicsr.train', '-opt', 'o.yml'], tmp_path, 'experiments', 'auto_off')
     assert proc.returncode != 0
     assert "No object named 'DnCNN' found in 'arch' registry!" in proc.stderr
 
@@ -152,13 +158,6 @@ def test_basicsr_own_test_script_runs_a_lan_model(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = next((tmp_path / 'results' / 'lan_via_basicsr').glob('test_*.log')).read_text()
     assert 'Model [LANModel] is created.' in log and '# psnr@iter4:' in log
-    existed = (SITE / 'results').exists()
-    try:
-        off = _run([PYTHON, '-m', 'basicsr.test', '-opt', 'lan.yml'], tmp_path, BASICSR_ADL_AUTOLOAD='0')
-    finally:  # plain BasicSR makes its results folder inside site-packages before failing: remove it
-        for leftover in (SITE / 'results').glob('lan_via_basicsr*'):
-            shutil.rmtree(leftover)
-        if not existed and (SITE / 'results').is_dir() and not any((SITE / 'results').iterdir()):
-            (SITE / 'results').rmdir()
+    off = _run_plain_basicsr(['-m', 'basicsr.test', '-opt', 'lan.yml'], tmp_path, 'results', 'lan_via_basicsr')
     assert off.returncode != 0
     assert "found in 'arch' registry!" in off.stderr or "found in 'model' registry!" in off.stderr
