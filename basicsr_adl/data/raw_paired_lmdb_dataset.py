@@ -76,7 +76,7 @@ class RawPairedLMDBDataset(data.Dataset):
         gt_key = lq_meta.get('gt_key', key)
         gt_meta = self.gt_reader.meta(gt_key)
         shape_hw = tuple(lq_meta['shape'][-2:])
-        rng = np.random.default_rng()
+        rng = np.random.default_rng(np.random.randint(2**31))  # seeded by BasicSR (per worker): reproducible, resumable
         (top, left, size_h, size_w), flags, final_size = choose_window(self.opt, self.phase, shape_hw, rng, key)
         lq = self.lq_reader.read_crop(key, top, left, size_h, size_w)
         gt = self.gt_reader.read_crop(gt_key, top, left, size_h, size_w)

@@ -76,7 +76,7 @@ class SyntheticRawDataset(data.Dataset):
         key = self.keys[index]
         meta = self.gt_reader.meta(key)
         if self.phase == 'train':
-            rng = np.random.default_rng()
+            rng = np.random.default_rng(np.random.randint(2**31))  # seeded by BasicSR (per worker)
         else:
             rng = np.random.default_rng([int(self.opt.get('seed', 0)), index])
         shape_hw = tuple(meta['shape'][-2:])
