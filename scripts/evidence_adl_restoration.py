@@ -22,8 +22,8 @@ sys.path.insert(0, ROOT)
 import yaml  # noqa: E402
 
 import basicsr_adl  # noqa: E402,F401
-from basicsr_adl.adl.experiments import (Timer, accept_counts, evaluate_run, noisy_input_scores,  # noqa: E402
-                                         run_training, test_dataset)
+from basicsr_adl.adl.experiments import (Timer, accept_counts, evaluate_run, labelled_strip,  # noqa: E402
+                                         noisy_input_scores, run_training, test_dataset)
 from basicsr_adl.synth.embedded import build_embedded_restoration  # noqa: E402
 from basicsr_adl.synth.recipes import (embedded_restoration_options, restoration_network,  # noqa: E402
                                        restoration_options)
@@ -38,21 +38,6 @@ def ensure_data(root: str, task: str) -> dict:
         build_embedded_restoration(root, task)
     with open(manifest) as f:
         return json.load(f)
-
-
-def write_strip(path: str, item_outputs, labels) -> str:
-    import cv2
-    import numpy as np
-    tiles = []
-    for label, img in zip(labels, item_outputs):
-        tile = (np.clip(img.permute(1, 2, 0).numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
-        tile = cv2.resize(tile, (tile.shape[1] * 2, tile.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
-        tile = np.ascontiguousarray(tile[:, :, ::-1])
-        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(tile)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, np.concatenate(tiles, 1))
-    return path
 
 
 def write_options(folder: str) -> None:
@@ -134,9 +119,9 @@ def main(argv=None) -> int:
         for mode in modes:
             rows.append((task, LABELS[mode], results[mode]['psnr'], results[mode]['ssim'], seconds[mode]))
         lq, _, gt = results['adl']['outputs'][0]
-        strip = write_strip(osp.join(args.out, f'{task}_strip.png'),
-                            [lq, results['finetune']['outputs'][0][1], results['adl']['outputs'][0][1], gt],
-                            ['degraded', 'fine-tune', 'ADL', 'clean'])
+        images = [lq, results['finetune']['outputs'][0][1], results['adl']['outputs'][0][1], gt]
+        strip = labelled_strip(osp.join(args.out, f'{task}_strip.png'), [t.permute(1, 2, 0).numpy() for t in images],
+                               ['degraded', 'fine-tune', 'ADL', 'clean'])
         counts = ', '.join(f'{s}: {a}/{n}' for s, (a, n) in sorted(accepts['adl'].items()))
         print(f'[{task}] ADL accepted source steps: {counts}; strip: {strip}', flush=True)
     print(f'\nTarget test tiles, {args.iters} iterations per method, net {args.net} (PSNR dB / SSIM, RGB, range 1)')

@@ -20,7 +20,8 @@ sys.path.insert(0, ROOT)
 
 import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (Timer, accept_counts, embedded_options, ensure_embedded_data,  # noqa: E402
-                                         evaluate_run, noisy_input_scores, run_training, test_dataset)
+                                         evaluate_run, labelled_strip, noisy_input_scores, run_training,
+                                         test_dataset)
 
 METHODS = [('target_only', 'target-only'), ('finetune', 'fine-tuning'), ('adl', 'ADL')]
 
@@ -42,8 +43,6 @@ def parse_args(argv=None):
 
 def write_strip(path: str, triples, labels) -> str:
     """Noisy | method outputs | clean, as sRGB previews of the packed RAW (first test image)."""
-    import cv2
-    import numpy as np
     try:
         from basicsr_adl.raw.preview import packed_to_srgb
 
@@ -54,16 +53,7 @@ def write_strip(path: str, triples, labels) -> str:
 
         def to_rgb(t):
             return preview_image(t).permute(1, 2, 0).numpy()
-    tiles = []
-    for label, img in zip(labels, triples):
-        tile = (np.clip(to_rgb(img), 0, 1) * 255 + 0.5).astype(np.uint8)
-        tile = cv2.resize(tile, (tile.shape[1] * 2, tile.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
-        tile = np.ascontiguousarray(tile[:, :, ::-1])
-        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-        tiles.append(tile)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, np.concatenate(tiles, 1))
-    return path
+    return labelled_strip(path, [to_rgb(img) for img in triples], labels)
 
 
 def main(argv=None) -> int:

@@ -125,6 +125,22 @@ def accept_counts(exp_dir: str) -> Dict[str, List[int]]:
     return out
 
 
+def labelled_strip(path: str, rgb_images, labels, zoom: int = 2) -> str:
+    """Write HxWx3 RGB float images side by side, each enlarged ``zoom`` times and labelled; returns ``path``."""
+    import cv2
+    import numpy as np
+    tiles = []
+    for label, rgb in zip(labels, rgb_images):
+        tile = (np.clip(np.asarray(rgb), 0, 1) * 255 + 0.5).astype(np.uint8)
+        tile = cv2.resize(tile, (tile.shape[1] * zoom, tile.shape[0] * zoom), interpolation=cv2.INTER_NEAREST)
+        tile = np.ascontiguousarray(tile[:, :, ::-1])
+        cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, np.concatenate(tiles, 1))
+    return path
+
+
 class Timer:
     def __enter__(self):
         self.start = time.time()
