@@ -41,13 +41,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def write_strip(path: str, triples, labels) -> str:
-    """Noisy | method outputs | clean, as sRGB previews of the packed RAW (first test image)."""
+def write_strip(path: str, triples, labels, meta=None) -> str:
+    """Noisy | method outputs | clean, as sRGB previews of the packed RAW (first test image), developed with
+    the image's own white balance and colour matrix when its metadata has them."""
+    meta = meta or {}
     try:
         from basicsr_adl.raw.preview import packed_to_srgb
 
         def to_rgb(t):
-            return packed_to_srgb(t.numpy(), full_resolution=False)
+            return packed_to_srgb(t.numpy(), wb=meta.get('wb'), ccm=meta.get('ccm'), full_resolution=False)
     except ImportError:
         from basicsr_adl.models.adl_model import preview_image
 
@@ -97,9 +99,11 @@ def main(argv=None) -> int:
     with open(osp.join(args.out, 'table.txt'), 'w') as fh:
         fh.write(table + '\n')
     lq, _, gt = results['adl']['outputs'][0]
+    reader, keys = getattr(dataset, 'gt_reader', None), getattr(dataset, 'keys', None)
+    meta = reader.meta(keys[0]) if reader is not None and keys else None
     strip = write_strip(osp.join(args.out, 'strip.png'),
                         [lq] + [results[m]['outputs'][0][1] for m, _ in METHODS] + [gt],
-                        ['noisy'] + [label for _, label in METHODS] + ['clean'])
+                        ['noisy'] + [label for _, label in METHODS] + ['clean'], meta)
     print(f'\ntable:   {osp.abspath(osp.join(args.out, "table.txt"))}')
     print(f'heatmap: {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_heatmap.png"))}')
     print(f'csv:     {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_rates.csv"))}')
