@@ -61,8 +61,10 @@ def embedded_options(name: str, mode: str, manifest: Dict[str, Any], data_root: 
 
 def run_training(opt: Dict[str, Any], workdir: str, quiet: bool = True, extra_args: Sequence[str] = ()) -> str:
     """Train with ``basicsr_adl/train.py`` in ``workdir``; returns the experiment folder."""
-    os.makedirs(osp.join(workdir, 'options'), exist_ok=True)
-    path = osp.join(workdir, 'options', f"{opt['name']}.yml")
+    # generated options go under results/ (ignored by git), not into the repository's options/ tree;
+    # BasicSR also copies them into the experiment folder
+    os.makedirs(osp.join(workdir, 'results', 'run_options'), exist_ok=True)
+    path = osp.join(workdir, 'results', 'run_options', f"{opt['name']}.yml")
     with open(path, 'w') as fh:
         yaml.safe_dump(opt, fh, sort_keys=False)
     exp_dir = osp.join(workdir, 'experiments', opt['name'])
