@@ -35,13 +35,13 @@ def main(argv=None) -> int:
     parser.add_argument('--sensor', help='sensor name stored (default: the camera folder name)')
     add_output_args(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def list_pairs():
         pairs = eld_pairs(args.root, args.camera, args.scenes, args.noisy_ids, args.gt_ids, args.sensor)
         add_eld_ratios(pairs)
-    except (OSError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return run(pairs, args, require_iso=True)
+        return pairs
+
+    return run(list_pairs, args, require_iso=True)
 
 
 if __name__ == '__main__':

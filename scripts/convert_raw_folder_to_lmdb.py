@@ -29,12 +29,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     overrides = {'pattern': args.pattern, 'black': args.black, 'white': args.white, 'iso': args.iso,
                  'exposure': args.exposure, 'sensor': args.sensor, 'raw_shape': args.raw_shape}
-    try:
-        pairs = folder_pairs(args.lq, args.gt, overrides)
-    except (OSError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return run(pairs, args)
+    return run(lambda: folder_pairs(args.lq, args.gt, overrides), args)
 
 
 if __name__ == '__main__':

@@ -20,12 +20,7 @@ def main(argv=None) -> int:
     parser.add_argument('--sensor', help='sensor name (default: SonyA7S2 for Sony/, FujiXT2 for Fuji/)')
     add_output_args(parser)
     args = parser.parse_args(argv)
-    try:
-        pairs = sid_pairs(args.root, args.list, args.sensor)
-    except (OSError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return run(pairs, args)
+    return run(lambda: sid_pairs(args.root, args.list, args.sensor), args)
 
 
 if __name__ == '__main__':

@@ -21,13 +21,7 @@ def main(argv=None) -> int:
                         help='Bayer pattern per phone, e.g. --pattern IP=RGGB (repeatable)')
     add_output_args(parser)
     args = parser.parse_args(argv)
-    try:
-        overrides = dict(item.split('=', 1) for item in args.pattern)
-        pairs = sidd_pairs(args.root, overrides)
-    except (OSError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return run(pairs, args)
+    return run(lambda: sidd_pairs(args.root, dict(item.split('=', 1) for item in args.pattern)), args)
 
 
 if __name__ == '__main__':

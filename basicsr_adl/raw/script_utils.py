@@ -1,7 +1,7 @@
 """Argument helpers shared by the ``scripts/convert_*_to_lmdb.py`` entry points (no BasicSR import)."""
 import argparse
 import sys
-from typing import List
+from typing import Callable, List
 
 from basicsr_adl.raw.converters import PairSpec, write_pairs
 
@@ -13,8 +13,13 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--no-progress', action='store_true', help='hide the tqdm progress bar')
 
 
-def run(pairs: List[PairSpec], args: argparse.Namespace, require_iso: bool = False) -> int:
-    """Write the pairs; print a one-line summary; return a process exit code (errors: one line, code 1)."""
+def run(list_pairs: Callable[[], List[PairSpec]], args: argparse.Namespace, require_iso: bool = False) -> int:
+    """List the pairs, write them; print a one-line summary; return a process exit code (errors: one line, code 1)."""
+    try:
+        pairs = list_pairs()
+    except (OSError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     try:
         counts = write_pairs(pairs, args.out_lq, args.out_gt, overwrite=args.overwrite,
                              progress=not args.no_progress, require_iso=require_iso)
