@@ -1,4 +1,6 @@
 """Real sRGB noisy/clean pairs as ADL domains: PolyU names, subfolders + meta.csv, scene splits."""
+import random
+
 import cv2
 import numpy as np
 import pytest
@@ -74,3 +76,38 @@ def test_dataset_filters_cameras_and_labels_sensors(tmp_path):
         RealNoisyPairsDataset({**opt, 'sensors': ['CamA']})
     with pytest.raises(RealPairsError, match='no pairs'):
         RealNoisyPairsDataset({**opt, 'cameras': ['Nikon']})
+
+
+def test_cached_dataset_keeps_decoded_images_unchanged_by_augmentation(tmp_path):
+    root = str(_polyu(tmp_path))
+    opt = {'name': 't', 'dataroot': root, 'cameras': ['CamA'], 'phase': 'train', 'gt_size': 16,
+           'use_hflip': True, 'use_rot': True}
+    plain, cached = RealNoisyPairsDataset(opt), RealNoisyPairsDataset({**opt, 'cache': True})
+    for seed in range(6):  # same global RNG -> same crops/flips; in-place flips must not leak into the cache
+        random.seed(seed)  # BasicSR's crop and flips draw from Python's random
+        a = plain[0]
+        random.seed(seed)
+        b = cached[0]
+        assert np.array_equal(a['lq'].numpy(), b['lq'].numpy()) and np.array_equal(a['gt'].numpy(), b['gt'].numpy())
+    lq, gt = cached.cache[0]
+    assert np.array_equal(lq, cv2.imread(cached.pairs[0].noisy)[:, :, ::-1].astype(np.float32) / 255)
+
+
+def test_multi_domain_fills_missing_iso_from_the_domain_option(tmp_path):
+    from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset
+    for i in (1, 2):
+        _img(tmp_path / 'nam' / 'noisy' / f'{i:02d}_noise.png', i)
+        _img(tmp_path / 'nam' / 'gt' / f'{i:02d}_gt.png', i + 10)
+    root = str(_polyu(tmp_path / 'polyu'))
+    sensors = ['CamA', 'Nam']
+    opt = {'name': 'md', 'phase': 'train', 'target': 'CamA', 'batch_size_per_gpu': 1, 'domains': {
+        'CamA': {'type': 'RealNoisyPairsDataset', 'dataroot': root, 'cameras': ['CamA'], 'sensors': sensors,
+                 'gt_size': 16},
+        'Nam': {'type': 'RealNoisyPairsDataset', 'dataroot': str(tmp_path / 'nam'), 'naming': 'subfolders',
+                'camera': 'Nam', 'sensors': sensors, 'gt_size': 16, 'iso': 3200}}}
+    md = MultiDomainDataset(opt)
+    item = md.train_item('Nam', 0)
+    assert float(item['iso']) == 3200.0 and int(item['sensor']) == 1
+    assert float(md.train_item('CamA', 0)['iso']) in (3200.0, 6400.0)  # the file name's ISO wins
+    del opt['domains']['Nam']['iso']
+    assert np.isnan(float(MultiDomainDataset(opt).train_item('Nam', 0)['iso']))

@@ -150,3 +150,49 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.time() - self.start
+
+
+def run_suite(runs: Dict[str, Any], out_dir: str, workdir: str = '.', tag: str = '',
+              dataset=None) -> Dict[str, Dict[str, Any]]:
+    """Train and score every run (``key -> (group, label, options)``), in order; results accumulate in
+    ``<out_dir>/results.json`` (a re-run replaces its own keys) and are returned. ``tag`` marks runs that
+    belong together (e.g. the iteration budget) so tables never mix budgets."""
+    os.makedirs(out_dir, exist_ok=True)
+    results_path = osp.join(out_dir, 'results.json')
+    results = {}
+    if osp.isfile(results_path):
+        with open(results_path) as fh:
+            results = json.load(fh)
+    for n, (key, (group, label, opt)) in enumerate(runs.items(), 1):
+        iters = opt['train']['total_iter']
+        print(f'[{n}/{len(runs)} {key}] {label}: training {iters} iterations ...', flush=True)
+        with Timer() as t:
+            exp = run_training(opt, workdir)
+        dataset = dataset if dataset is not None else test_dataset(opt)
+        r = evaluate_run(opt, exp, dataset)
+        counts = accept_counts(exp)
+        acc = sum(a for a, _ in counts.values())
+        tot = sum(n_ for _, n_ in counts.values())
+        results[key] = {'group': group, 'label': label, 'psnr': r['psnr'], 'ssim': r['ssim'],
+                        'psnr_per_image': r['psnr_per_image'], 'seconds': t.seconds, 'accepted': acc,
+                        'decisions': tot, 'per_source': counts, 'tag': tag, 'experiment': exp}
+        print(f'[{n}/{len(runs)} {key}] PSNR {r["psnr"]:.2f} dB, SSIM {r["ssim"]:.4f}, accepted {acc}/{tot}, '
+              f'{t.seconds:.0f} s', flush=True)
+        with open(results_path, 'w') as fh:
+            json.dump(results, fh, indent=1)
+    return results
+
+
+def results_table(results: Dict[str, Dict[str, Any]], groups: Sequence[str], tag: str = '',
+                  noisy: Optional[Dict[str, float]] = None, width: int = 52) -> str:
+    """Rows ``label  PSNR  SSIM  accepted`` for the runs of ``groups`` (in that order) carrying ``tag``."""
+    lines = []
+    if noisy:
+        lines.append(f'{"noisy input":<{width}}{noisy["psnr"]:>8.2f}{noisy["ssim"]:>8.4f}')
+    lines.append(f'{"run":<{width}}{"PSNR":>8}{"SSIM":>8}{"accepted":>12}')
+    for group in groups:
+        for r in results.values():
+            if r['group'] == group and r.get('tag', '') == tag:
+                acc = f'{r["accepted"]}/{r["decisions"]}' if r['decisions'] else '-'
+                lines.append(f'{r["label"]:<{width}}{r["psnr"]:>8.2f}{r["ssim"]:>8.4f}{acc:>12}')
+    return '\n'.join(lines)

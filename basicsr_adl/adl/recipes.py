@@ -76,3 +76,40 @@ def embedded_network(sensors: List[str]) -> Dict[str, Any]:
             'iso_ref': 100, 'residual': True}
 
 
+
+
+def real_domain(camera: str, sensors: List[str], split: str, gt_size: int, polyu_root: str = None,
+                folder: str = None, iso: float = None, test_scenes: List[str] = None,
+                augment: bool = True) -> Dict[str, Any]:
+    """RealNoisyPairsDataset options for one camera: from a PolyU-named folder (``polyu_root``, filtered to
+    ``camera`` and split by scene) or from a ``noisy/``+``gt/`` folder (``folder``, labelled ``camera``/``iso``)."""
+    if (polyu_root is None) == (folder is None):
+        raise ValueError('give exactly one of polyu_root and folder')
+    if polyu_root is not None:
+        opt = {'type': 'RealNoisyPairsDataset', 'dataroot': polyu_root, 'naming': 'polyu', 'cameras': [camera]}
+        if test_scenes is not None:
+            opt.update({'split': split, 'test_scenes': list(test_scenes)})
+    else:
+        opt = {'type': 'RealNoisyPairsDataset', 'dataroot': folder, 'naming': 'subfolders', 'camera': camera}
+        if iso is not None:
+            opt['iso'] = float(iso)
+    opt.update({'sensors': list(sensors), 'cache': True})
+    if split == 'train':
+        opt.update({'gt_size': gt_size, 'use_hflip': augment, 'use_rot': augment})
+    return opt
+
+
+def real_adl_options(name: str, mode: str, target: str, domains: Dict[str, Dict[str, Any]],
+                     test_domain: Dict[str, Any], network: Dict[str, Any], total_iter: int, stages: List[int],
+                     batch: int, target_batch: int, lr: float, val_crop: int, gate: Dict[str, Any] = None,
+                     print_freq: int = 100, heatmap_epochs: int = 6) -> Dict[str, Any]:
+    """ADL/baseline options over real sRGB domains (``domains``: name -> RealNoisyPairsDataset options; the
+    target among them), scored on ``test_domain`` (the target's held-out scenes)."""
+    opt = adl_options(name, mode, target, [d for d in domains if d != target], list(domains), '.', gt_size=0,
+                      batch=batch, target_batch=target_batch, network=network, total_iter=total_iter,
+                      stages=stages, lr=lr, val_crop=val_crop, num_gpu=0, print_freq=print_freq,
+                      ckpt_freq=10 ** 9, val_freq=10 ** 9, heatmap_epochs=heatmap_epochs, gate=gate)
+    opt['datasets']['train']['domains'] = {k: dict(v) for k, v in domains.items()}
+    opt['datasets']['val'] = {'name': f'{target}_test', **test_domain, 'phase': 'val'}
+    opt['logger']['use_tb_logger'] = False
+    return opt

@@ -24,6 +24,7 @@ Metadata: ``sensor`` is ``sensor_index`` if given, else the item's own ``sensor`
 in ``domains``; ``iso`` is the item's own ``iso``, else the domain's ``iso`` option, else NaN (a net that uses
 ISO then stops with an error naming the option).
 """
+import math
 from copy import deepcopy
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -141,8 +142,8 @@ class MultiDomainDataset(data.Dataset):
         if sensor is None:
             sensor = int(item['sensor']) if item.get('sensor') is not None else self.domain_names.index(name)
         iso = item.get('iso')
-        if iso is None:
-            iso = dopt.get('iso')
+        if iso is None or not math.isfinite(float(iso)):  # the item has none: the domain's option, if any
+            iso = dopt.get('iso', iso)
         iso = float('nan') if iso is None else float(iso)
         out = {'lq': item['lq'], 'gt': item['gt'], 'sensor': torch.tensor(sensor, dtype=torch.long),
                'iso': torch.tensor(iso, dtype=torch.float32), 'domain': name}

@@ -17,7 +17,8 @@ class RealNoisyPairsDataset(data.Dataset):
     """Options: ``dataroot``; ``naming`` (polyu | subfolders); ``cameras`` (keep only these); ``camera``/``iso``
     (labels for subfolders without meta.csv); ``split`` (all | train | test) with ``test_scenes`` or
     ``test_fraction`` + ``split_seed``; ``sensors`` (the camera order that defines ``sensor`` indices; default:
-    the cameras found, sorted); ``max_pairs``; BasicSR's ``gt_size``, ``use_hflip``, ``use_rot``, ``phase``.
+    the cameras found, sorted); ``max_pairs``; ``cache`` (keep decoded images in memory); BasicSR's
+    ``gt_size``, ``use_hflip``, ``use_rot``, ``phase``.
 
     Samples: ``lq``, ``gt`` (RGB float in [0, 1]), ``sensor`` (index into ``sensors``), ``iso``, ``scene``,
     ``lq_path``, ``gt_path``.
@@ -53,6 +54,9 @@ class RealNoisyPairsDataset(data.Dataset):
             raise RealPairsError(f"RealNoisyPairsDataset '{opt.get('name')}': no pairs in {opt['dataroot']} after "
                                  f"filters (cameras={opt.get('cameras')}, split={split})")
         self.pairs = pairs
+        # decoded images kept in memory (option cache: true): the small real sets ADL trains on are re-read
+        # thousands of times, and decoding a 512x512 JPEG costs more than a CPU training step's data needs
+        self.cache = {} if opt.get('cache', False) else None
         self.sensors = list(opt.get('sensors') or sorted({p.camera for p in pairs}))
         missing = sorted({p.camera for p in pairs} - set(self.sensors))
         if missing:
@@ -63,12 +67,18 @@ class RealNoisyPairsDataset(data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         pair = self.pairs[index]
-        lq, gt = read_rgb(pair.noisy), read_rgb(pair.clean)
+        if self.cache is not None:
+            if index not in self.cache:
+                self.cache[index] = (read_rgb(pair.noisy), read_rgb(pair.clean))
+            lq, gt = self.cache[index]
+        else:
+            lq, gt = read_rgb(pair.noisy), read_rgb(pair.clean)
         if lq.shape != gt.shape:
             raise RealPairsError(f'size mismatch: {pair.noisy} {lq.shape[:2]} vs {pair.clean} {gt.shape[:2]}')
         if self.opt.get('phase') == 'train':
             if self.opt.get('gt_size'):
                 gt, lq = paired_random_crop(gt, lq, self.opt['gt_size'], 1, pair.clean)
+            gt, lq = gt.copy(), lq.copy()  # BasicSR's augment flips in place: never touch the cached images
             gt, lq = augment([gt, lq], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
         gt_t, lq_t = img2tensor([np.ascontiguousarray(gt), np.ascontiguousarray(lq)], bgr2rgb=False, float32=True)
         return {'lq': lq_t, 'gt': gt_t, 'sensor': self.sensors.index(pair.camera), 'iso': pair.iso,
