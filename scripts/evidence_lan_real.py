@@ -1,0 +1,215 @@
+"""Evidence for LAN from a good starting point: pretrain with the project's options through BasicSR, then adapt.
+
+1. Pretrain a BasicSR net with ``basicsr_adl/train.py`` and one of the project's option files
+   (``options/train/DnCNN/train_DnCNN_MixedNoise_sRGB.yml`` or ``options/train/RIDNet/train_RIDNet_MixedNoise_sRGB.yml``:
+   real SIDD + PolyU pairs mixed with synthetic noise, ``MixedNoisePairsDataset``). The script writes a copy of
+   the options with the real data folders in place of the ``datasets/...`` placeholders under
+   ``<work-dir>/results/run_options/`` and runs train.py in a subprocess with ``<work-dir>`` as working
+   directory. ``--pretrained`` reuses a checkpoint instead.
+2. Score the pretrained net against the noisy input on a *different* real set (``--test-dir``; e.g. Nam, which
+   must not be in the training data): whole images, all pairs.
+3. The LAN table (paper's Table 1 shape): pretrained / full / first-layer / last-layer fine-tuning / LAN after
+   5, 10, 20 iterations, both losses, mean PSNR / SSIM (BasicSR's 8-bit metrics) over centre crops of the first
+   ``--max-images`` test pairs; plus process CPU seconds per image (20 iterations) of each method.
+
+    OMP_NUM_THREADS=1 python scripts/evidence_lan_real.py --net dncnn \
+        --sidd-dir /path/to/sidd_samples --polyu-dir /path/to/polyu --test-dir /path/to/nam --work-dir /tmp/lan_real
+
+Data folders are only read; nothing is written into the repository.
+"""
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+import basicsr_adl  # noqa: E402,F401  (registers the plugin's archs/datasets, applies the compat fixes)
+from basicsr.archs import build_network  # noqa: E402
+
+from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean  # noqa: E402
+from evidence_lan import centre_crop, paired_files, read_rgb, scores  # noqa: E402
+
+OPTIONS = {'dncnn': 'options/train/DnCNN/train_DnCNN_MixedNoise_sRGB.yml',
+           'ridnet': 'options/train/RIDNet/train_RIDNet_MixedNoise_sRGB.yml'}
+PLACEHOLDERS = {'datasets/SIDD_samples': 'sidd_dir', 'datasets/PolyU': 'polyu_dir'}
+METHODS = [('full', 'full'), ('first-layer', 'first_layer'), ('last-layer', 'last_layer'), ('LAN', 'offset')]
+REPORT = (5, 10, 20)
+
+
+def run_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The option file with real folders for the placeholders, CPU, no validation (saves minutes)."""
+    path = args.opt or os.path.join(REPO, OPTIONS[args.net])
+    if not os.path.isfile(path):
+        raise SystemExit(f'evidence_lan_real: option file not found: {path}')
+    with open(path) as fh:
+        opt = yaml.safe_load(fh)
+    train = opt['datasets']['train']
+    for key in ('real_pairs', 'clean_images'):
+        kept = []
+        for entry in train.get(key) or []:
+            folder = getattr(args, PLACEHOLDERS.get(entry['dataroot'], ''), None) if entry['dataroot'] in PLACEHOLDERS \
+                else entry['dataroot']
+            if folder:
+                kept.append(dict(entry, dataroot=os.path.abspath(folder)))
+        train[key] = kept
+    opt['name'] = f"{opt['name']}_evidence"
+    opt['num_gpu'] = 0 if args.device == 'cpu' else 1
+    opt['datasets'].pop('val', None)
+    opt.pop('val', None)
+    if args.total_iter:
+        tr = opt['train']
+        scale = args.total_iter / tr['total_iter']
+        tr['scheduler']['milestones'] = [int(m * scale) for m in tr['scheduler']['milestones']]
+        tr['total_iter'] = args.total_iter
+    opt['logger']['save_checkpoint_freq'] = opt['train']['total_iter']
+    opt['logger']['print_freq'] = max(1, opt['train']['total_iter'] // 10)
+    return opt
+
+
+def pretrain(opt: Dict[str, Any], work_dir: str) -> str:
+    """Run ``basicsr_adl/train.py -opt <generated options>`` in ``work_dir``; returns the checkpoint path."""
+    opt_dir = os.path.join(work_dir, 'results', 'run_options')
+    os.makedirs(opt_dir, exist_ok=True)
+    opt_path = os.path.join(opt_dir, f"{opt['name']}.yml")
+    with open(opt_path, 'w') as fh:
+        yaml.safe_dump(opt, fh, sort_keys=False)
+    cmd = [sys.executable, os.path.join(REPO, 'basicsr_adl', 'train.py'), '-opt', opt_path]
+    print('pretraining:', ' '.join(cmd), f'(cwd {work_dir})', flush=True)
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    start = time.time()
+    proc = subprocess.run(cmd, cwd=work_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout.splitlines():
+        if 'l_pix' in line or 'Error' in line:
+            print('  ' + line.split('INFO: ')[-1].strip(), flush=True)
+    if proc.returncode != 0:
+        raise SystemExit(f'evidence_lan_real: training failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}')
+    print(f'pretraining took {time.time() - start:.0f}s', flush=True)
+    return os.path.join(work_dir, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
+
+
+def load_net(opt: Dict[str, Any], checkpoint: str) -> torch.nn.Module:
+    """``network_g`` of the options with the checkpoint's ``params`` (strict)."""
+    if not os.path.isfile(checkpoint):
+        raise SystemExit(f'evidence_lan_real: checkpoint not found: {checkpoint}')
+    net = build_network(copy.deepcopy(opt['network_g']))
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    net.load_state_dict(state.get('params', state.get('params_ema', state)), strict=True)
+    return net.eval()
+
+
+def mean_str(values: List[Tuple[float, float]]) -> str:
+    return f'{np.mean([v[0] for v in values]):.2f} / {np.mean([v[1] for v in values]):.4f}'
+
+
+def pretrained_vs_noisy(net: torch.nn.Module, pairs, device: torch.device) -> None:
+    """Whole images, every pair: the pretrained net must beat its noisy input for LAN to start from a good net."""
+    noisy_scores, net_scores = [], []
+    with torch.no_grad():
+        for _, noisy_path, gt_path in pairs:
+            noisy, gt = read_rgb(noisy_path).unsqueeze(0), read_rgb(gt_path).unsqueeze(0)
+            out = net(noisy.to(device)).clamp(0, 1).cpu()
+            noisy_scores.append(scores(noisy, gt))
+            net_scores.append(scores(out, gt))
+    gain = np.mean([b[0] - a[0] for a, b in zip(noisy_scores, net_scores)])
+    better = sum(b[0] > a[0] for a, b in zip(noisy_scores, net_scores))
+    print(f'\nwhole test images ({len(pairs)}), mean PSNR / SSIM: noisy input {mean_str(noisy_scores)}; '
+          f'pretrained {mean_str(net_scores)}; gain {gain:+.2f} dB, better on {better}/{len(pairs)} images',
+          flush=True)
+
+
+def lan_table(net: torch.nn.Module, pairs, args: argparse.Namespace, device: torch.device) -> None:
+    """Every method x loss, 20 iterations per image, scored at 5/10/20; CPU seconds per image."""
+    lean = make_lean(net)
+    iters = max(REPORT)
+    results: Dict[Tuple[str, str, int], List[Tuple[float, float]]] = {}
+    seconds: Dict[Tuple[str, str], List[float]] = {}
+    noisy_scores, base_scores = [], []
+    start = time.time()
+    for idx, (name, noisy_path, gt_path) in enumerate(pairs):
+        noisy = centre_crop(read_rgb(noisy_path), args.crop).unsqueeze(0).to(device)
+        gt = centre_crop(read_rgb(gt_path), args.crop).unsqueeze(0)
+        noisy_scores.append(scores(noisy, gt))
+        for loss in ('zsn2n', 'nbr2nbr'):
+            for label, mode in METHODS:
+                lr = args.lan_lr if mode == 'offset' else args.finetune_lr
+                config = AdaptConfig(loss=loss, iters=iters, report_iters=(0,) + REPORT, seed=args.seed + idx, lr=lr)
+                t0 = time.process_time() if device.type == 'cpu' else time.time()
+                result = (adapt_offset(lean, noisy, config) if mode == 'offset'
+                          else adapt_weights(net, noisy, config, mode))
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+                seconds.setdefault((loss, label), []).append(
+                    (time.process_time() if device.type == 'cpu' else time.time()) - t0)
+                if loss == 'zsn2n' and mode == 'offset':
+                    base_scores.append(scores(result.outputs[0], gt))
+                for k in REPORT:
+                    results.setdefault((loss, label, k), []).append(scores(result.outputs[k], gt))
+        print(f'  adapted {name} ({idx + 1}/{len(pairs)}, {time.time() - start:.0f}s)', flush=True)
+
+    print(f'\nLAN table: mean PSNR / SSIM over {len(pairs)} test images (centre crops {args.crop or "none"}); '
+          f'noisy input {mean_str(noisy_scores)}; LAN lr {args.lan_lr:g}, fine-tuning lr {args.finetune_lr:g}')
+    header = f"| {'method':12} | {'iters':>5} | {'ZS-N2N':>17} | {'Nbr2Nbr':>17} |"
+    print(header)
+    print('|' + '|'.join('-' * len(c) for c in header.split('|')[1:-1]) + '|')
+    print(f"| {'noisy input':12} | {'-':>5} | {mean_str(noisy_scores):>17} | {mean_str(noisy_scores):>17} |")
+    print(f"| {'pretrained':12} | {0:5d} | {mean_str(base_scores):>17} | {mean_str(base_scores):>17} |")
+    for k in REPORT:
+        for label, _ in METHODS:
+            print(f"| {label:12} | {k:5d} | {mean_str(results[('zsn2n', label, k)]):>17} | "
+                  f"{mean_str(results[('nbr2nbr', label, k)]):>17} |")
+    what = 'process CPU s' if device.type == 'cpu' else 'wall s'
+    print(f'\n{what} per image ({iters} iterations + {len(REPORT) + 1} scoring passes), torch threads '
+          f'{torch.get_num_threads()}')
+    for loss in ('zsn2n', 'nbr2nbr'):
+        full = np.mean(seconds[(loss, 'full')])
+        row = ', '.join(f'{label} {np.mean(seconds[(loss, label)]):.2f}' for label, _ in METHODS)
+        print(f'  {loss:8}: {row}; LAN / full = {np.mean(seconds[(loss, "LAN")]) / full:.0%}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--net', choices=sorted(OPTIONS), default='dncnn', help='which option file to pretrain with')
+    parser.add_argument('--opt', help='another BasicSR train option file (same placeholders)')
+    parser.add_argument('--sidd-dir', help="real pairs for 'datasets/SIDD_samples' (noisy/, gt/)")
+    parser.add_argument('--polyu-dir', help="PolyU-named pairs for 'datasets/PolyU' (left out if not given)")
+    parser.add_argument('--test-dir', required=True, help='real pairs to adapt on (noisy/, gt/); never trained on')
+    parser.add_argument('--work-dir', default='/tmp/lan_real', help='working directory of the training run')
+    parser.add_argument('--pretrained', help='reuse this checkpoint (BasicSR net_g_*.pth) instead of pretraining')
+    parser.add_argument('--total-iter', type=int, default=0, help='override train.total_iter (milestones scaled)')
+    parser.add_argument('--crop', type=int, default=128, help='centre crop of the LAN-table images (0 = whole)')
+    parser.add_argument('--max-images', type=int, default=10, help='test pairs in the LAN table (0 = all)')
+    parser.add_argument('--lan-lr', type=float, default=5e-4, help='LAN offset lr (paper: 5e-4)')
+    parser.add_argument('--finetune-lr', type=float, default=5e-6, help='fine-tuning lr (official code: 5e-6)')
+    parser.add_argument('--no-table', action='store_true', help='stop after pretrained vs noisy')
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+
+    test_pairs = paired_files(args.test_dir)
+    opt = run_options(args)
+    if not opt['datasets']['train']['real_pairs'] and not args.pretrained:
+        raise SystemExit('evidence_lan_real: give --sidd-dir and/or --polyu-dir (no real training pairs)')
+    for entry in opt['datasets']['train']['real_pairs'] + opt['datasets']['train']['clean_images']:
+        if os.path.realpath(entry['dataroot']) == os.path.realpath(args.test_dir):
+            raise SystemExit(f"evidence_lan_real: the test set {args.test_dir} is also a training folder")
+    os.makedirs(args.work_dir, exist_ok=True)
+    checkpoint = args.pretrained or pretrain(opt, os.path.abspath(args.work_dir))
+    print(f"net: {opt['network_g']}, checkpoint {checkpoint}")
+    device = torch.device(args.device)
+    net = load_net(opt, checkpoint).to(device)
+    pretrained_vs_noisy(net, test_pairs, device)
+    if not args.no_table:
+        lan_table(net, test_pairs[:args.max_images or None], args, device)
+
+
+if __name__ == '__main__':
+    main()
