@@ -1,4 +1,5 @@
 """ADLModel in-process: exact revert inside the model, V' kept out of training, NaN skip, one-line option errors."""
+import copy
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from basicsr.utils import make_exp_dirs
 from basicsr.utils.options import parse_options
 
 from basicsr_adl.adl.gate import PaperQueueGate
+from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.cli import main as cli_main
 from adl_testdata import make_data, make_options
 
@@ -58,6 +60,41 @@ def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, da
     model.optimize_parameters(4)
     assert not same_state(before, state_of(model))
     assert sum(a for a, _ in model.accept_log.counts().values()) == 1
+
+
+def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp_path, data, monkeypatch):
+    """adl.gate.on_reject: target_step - a rejected step ends as: exact revert, then one optimizer step on the
+    target patches' own mean loss (checked against a manual replay); an accepted step is the joint step."""
+    opt = make_options(str(tmp_path), data, name='target_step', stages=(1, 4, 1), total_iter=6,
+                       adl={'gate': {'criterion': 'paper', 'on_reject': 'target_step'}, 'target_batch': 2})
+    model = build(tmp_path, opt, monkeypatch)
+    model.optimize_parameters(1)
+    drawn = []
+    original = model._draw_batch
+    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
+    model.gate = PaperQueueGate(3)
+    model.gate.start(1000.0)  # every step is rejected
+    net = model.get_bare_model(model.net_g)
+    before_net = {k: v.clone() for k, v in net.state_dict().items()}
+    before_opt = copy.deepcopy(model.optimizer_g.state_dict())  # state_dict() holds live tensors
+    model.optimize_parameters(2)
+    (parts, batch), = drawn
+    n_src = len(parts[0][1])
+    # manual replay on a fresh copy: the target patches alone, one AdamW step from the pre-step state
+    ref = copy.deepcopy(net)
+    ref.load_state_dict(before_net)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
+    ref_opt.load_state_dict(before_opt)
+    tgt = {k: v[n_src:] for k, v in batch.items()}
+    out = ref(tgt['lq'], **{k: tgt[k] for k in model.net_meta})
+    torch.nn.functional.l1_loss(out, tgt['gt']).backward()
+    ref_opt.step()
+    for a, b in zip(net.parameters(), ref.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not all(torch.equal(a, before_net[k]) for k, a in net.state_dict().items())
+    with pytest.raises(OptionError, match='on_reject'):  # chunks cannot replay one target half
+        build(tmp_path, make_options(str(tmp_path), data, name='bad_ts', stages=(1, 4, 1), total_iter=6,
+                                     adl={'gate': {'on_reject': 'target_step', 'every': 2}}), monkeypatch)
 
 
 def test_validation_subset_is_never_trained_on_in_stage2(tmp_path, data, monkeypatch):

@@ -38,6 +38,8 @@ from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
 
 MODES = ('adl', 'finetune', 'target_only')
+# what a rejected stage-2 step leaves: nothing (the paper) or the step on its target patches alone
+ON_REJECT = ('revert', 'target_step')
 METADATA_ARGS = ('sensor', 'iso')
 HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'
 
@@ -150,6 +152,13 @@ class ADLModel(SRModel):
         if self.gate_every < 1:
             raise OptionError(f"option 'adl.gate.every' must be >= 1, got {self.gate_every}")
         self.revert_optimizer = bool(gate_opt.get('revert_optimizer', True))
+        self.on_reject = gate_opt.get('on_reject', 'revert')
+        if self.on_reject not in ON_REJECT:
+            raise OptionError(f"option 'adl.gate.on_reject': '{self.on_reject}' is not one of {', '.join(ON_REJECT)}")
+        if self.on_reject == 'target_step' and (self.gate_every != 1 or self.target_batch < 1):
+            raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.gate.every: 1 and "
+                              'adl.target_batch >= 1 (it replays the target half of the rejected step)')
+        self._target_grads: Optional[List[Optional[torch.Tensor]]] = None
 
         val_opt = dict(a.get('validation') or {})
         self.dynamic_val = bool(val_opt.get('dynamic', True))
@@ -263,11 +272,29 @@ class ADLModel(SRModel):
             self._adapt_step(current_iter)
         self.log_dict['adl_stage'] = float(stage)
 
-    def _train_step(self, batch: Dict[str, torch.Tensor]) -> bool:
-        """One optimizer step; a non-finite loss (on any rank) skips it on every rank. Returns whether it stepped."""
+    def _train_step(self, batch: Dict[str, torch.Tensor], target_from: Optional[int] = None) -> bool:
+        """One optimizer step; a non-finite loss (on any rank) skips it on every rank. Returns whether it stepped.
+
+        With ``target_from`` (the index where the batch's target patches start) the batch is run as two parts
+        whose losses are weighted by their sizes (the same gradient as one pass for a mean loss), and the
+        target part's gradient is kept in ``self._target_grads`` for :meth:`_target_replay`."""
         self.optimizer_g.zero_grad()
-        output = self._forward(self.net_g, batch['lq'], batch)
-        l_pix = self.cri_pix(output, batch['gt'])
+        if target_from is None:
+            output = self._forward(self.net_g, batch['lq'], batch)
+            l_pix = self.cri_pix(output, batch['gt'])
+        else:
+            n = batch['lq'].shape[0]
+            parts = [slice(target_from, n), slice(0, target_from)]
+            l_pix = 0.0
+            for i, part in enumerate(parts):
+                sub = {k: v[part] for k, v in batch.items()}
+                loss = self.cri_pix(self._forward(self.net_g, sub['lq'], sub), sub['gt']) * (sub['lq'].shape[0] / n)
+                loss.backward()
+                l_pix = l_pix + loss.detach()
+                if i == 0:  # the target part's gradient, scaled back to a target-only mean loss
+                    scale = n / (n - target_from)
+                    self._target_grads = [None if q.grad is None else q.grad.detach() * scale
+                                          for q in self.net_g.parameters()]
         finite = torch.tensor([1.0 if bool(torch.isfinite(l_pix)) else 0.0])
         if _distributed():
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -279,10 +306,22 @@ class ADLModel(SRModel):
             self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=torch.zeros((), device=self.device))))
             self.log_dict['adl_nan_skips'] = float(self.nan_skips)
             return False
-        l_pix.backward()
+        if target_from is None:
+            l_pix.backward()
         self.optimizer_g.step()
         self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=l_pix)))
         return True
+
+    def _target_replay(self) -> None:
+        """After a revert: step on the rejected batch's target patches alone (adl.gate.on_reject: target_step),
+        so a harmful source batch does not also cost the target its step."""
+        if self._target_grads is None:
+            return
+        self.optimizer_g.zero_grad()
+        for q, g in zip(self.net_g.parameters(), self._target_grads):
+            q.grad = None if g is None else g.clone()
+        self.optimizer_g.step()
+        self._target_grads = None
 
     def _update_ema(self) -> None:
         if getattr(self, 'ema_decay', 0) > 0:
@@ -337,7 +376,8 @@ class ADLModel(SRModel):
         source_idx = self._per_rank_indices(list(range(self.domains.domain_size(domain))), self.batch_size)
         target_idx = self._per_rank_indices(chunk['train'], self.target_batch)
         batch = self._draw_batch([(domain, source_idx), (self.domains.target, target_idx)])
-        self._train_step(batch)
+        self._target_grads = None
+        stepped = self._train_step(batch, len(source_idx) if self.on_reject == 'target_step' else None)
         chunk['pos'] += 1
         last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
         if chunk['pos'] >= self.gate_every or last_adapt:
@@ -351,6 +391,8 @@ class ADLModel(SRModel):
                 self._update_ema()
             else:
                 self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
+                if self.on_reject == 'target_step' and stepped:
+                    self._target_replay()
             self.accept_log.record(domain, accept, step)
             if self.write_rank_decisions:
                 self.decisions.append((current_iter, domain, accept, candidate, chunk['prev']))
