@@ -97,6 +97,37 @@ def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp
                                      adl={'gate': {'on_reject': 'target_step', 'every': 2}}), monkeypatch)
 
 
+@pytest.mark.parametrize('accept', [False, True])
+def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, data, monkeypatch, accept):
+    """paired_target: the joint step is compared with the target-only step on the same V'; the loser is
+    discarded exactly (weights and AdamW state equal a manual replay of the winner from the pre-step state)."""
+    opt = make_options(str(tmp_path), data, name=f'ptarget{accept}', stages=(1, 4, 1), total_iter=6,
+                       adl={'gate': {'criterion': 'paired_target'}, 'target_batch': 2})
+    model = build(tmp_path, opt, monkeypatch)
+    model.optimize_parameters(1)
+    drawn, scored = [], []
+    original = model._draw_batch
+    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
+    monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: scored.append((cand, prev)) or accept)
+    net = model.get_bare_model(model.net_g)
+    before_net = {k: v.clone() for k, v in net.state_dict().items()}
+    before_opt = copy.deepcopy(model.optimizer_g.state_dict())
+    model.optimize_parameters(2)
+    (parts, batch), = drawn
+    n_src = len(parts[0][1])
+    ref = copy.deepcopy(net)
+    ref.load_state_dict(before_net)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
+    ref_opt.load_state_dict(before_opt)
+    used = batch if accept else {k: v[n_src:] for k, v in batch.items()}
+    torch.nn.functional.l1_loss(ref(used['lq'], **{k: used[k] for k in model.net_meta}), used['gt']).backward()
+    ref_opt.step()
+    for a, b in zip(net.parameters(), ref.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert len(scored) == 1 and scored[0][0] != scored[0][1]  # two different weights were scored
+    assert model.accept_log.counts()[parts[0][0]] == ((1, 0) if accept else (0, 1))
+
+
 def test_validation_subset_is_never_trained_on_in_stage2(tmp_path, data, monkeypatch):
     """Each stage-2 iteration: one source domain, and target patches only from outside that iteration's V'."""
     model = build(tmp_path, make_options(str(tmp_path), data, name='vsplit', stages=(1, 5, 1), total_iter=7),

@@ -11,6 +11,9 @@ V') and a gate decides whether to keep them or revert. Criteria (option ``adl.ga
 * ``paired`` - the project's default: the previous weights and the candidate are scored on the *same* V' in
   the same iteration, which removes per-image difficulty; accept unless the candidate is worse than the
   previous weights by more than ``tolerance`` dB.
+* ``paired_target`` - paired, but against the counterfactual that matters: the candidate (a step on source +
+  target patches) is compared on the same V' with the step the target patches alone would take, and a rejected
+  step keeps that target-only step. A source batch survives only when it adds to the target data.
 * ``paired_queue`` - a queue of paired gains (candidate - previous): accept when the gain is at least the
   mean of the last ``queue_size`` paired gains minus ``tolerance`` (seeded with 0). Adapts the bar to how
   much source steps currently help.
@@ -25,6 +28,8 @@ class Gate:
     name = 'base'
     #: whether :meth:`decide` needs the previous weights' score on the same V'
     needs_previous = False
+    #: whether :meth:`decide` compares with the target-only step's score instead (ADLModel computes it)
+    against_target_step = False
     #: whether :meth:`start` needs the pretrained weights' score
     needs_seed = False
 
@@ -101,6 +106,16 @@ class PairedGate(Gate):
         return float(candidate) >= float(previous) - self.tolerance
 
 
+class PairedTargetGate(PairedGate):
+    """Accept the joint (source + target) step unless it scores worse, on the same V', than the step its target
+    patches alone would have taken (``previous`` = that target-only step's score); a rejected step keeps the
+    target-only step. So a source batch is kept only when it adds to what the target data do by themselves."""
+
+    name = 'paired_target'
+    needs_previous = False
+    against_target_step = True
+
+
 class PairedGainQueueGate(Gate):
     """Accept when the paired gain reaches the mean of the last ``queue_size`` gains minus ``tolerance``."""
 
@@ -145,7 +160,8 @@ class AlwaysAcceptGate(Gate):
         return True
 
 
-GATE_CRITERIA = {cls.name: cls for cls in (PaperQueueGate, PairedGate, PairedGainQueueGate, AlwaysAcceptGate)}
+GATE_CRITERIA = {cls.name: cls for cls in (PaperQueueGate, PairedGate, PairedTargetGate, PairedGainQueueGate,
+                                            AlwaysAcceptGate)}
 
 
 def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0) -> Gate:
@@ -156,6 +172,8 @@ def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0) -> 
         return PaperQueueGate(queue_size)
     if criterion == 'paired':
         return PairedGate(tolerance)
+    if criterion == 'paired_target':
+        return PairedTargetGate(tolerance)
     if criterion == 'paired_queue':
         return PairedGainQueueGate(queue_size, tolerance)
     return AlwaysAcceptGate()

@@ -152,13 +152,17 @@ class ADLModel(SRModel):
         if self.gate_every < 1:
             raise OptionError(f"option 'adl.gate.every' must be >= 1, got {self.gate_every}")
         self.revert_optimizer = bool(gate_opt.get('revert_optimizer', True))
-        self.on_reject = gate_opt.get('on_reject', 'revert')
+        self.on_reject = gate_opt.get('on_reject', 'target_step' if self.gate.against_target_step else 'revert')
+        if self.gate.against_target_step and self.on_reject != 'target_step':
+            raise OptionError(f"option 'adl.gate.on_reject': the {criterion} gate keeps the target-only step of a "
+                              f"rejected batch; on_reject must be target_step, got '{self.on_reject}'")
         if self.on_reject not in ON_REJECT:
             raise OptionError(f"option 'adl.gate.on_reject': '{self.on_reject}' is not one of {', '.join(ON_REJECT)}")
         if self.on_reject == 'target_step' and (self.gate_every != 1 or self.target_batch < 1):
             raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.gate.every: 1 and "
                               'adl.target_batch >= 1 (it replays the target half of the rejected step)')
         self._target_grads: Optional[List[Optional[torch.Tensor]]] = None
+        self._joint_snapshot: Optional[TrainingSnapshot] = None  # the joint step while its rival is scored
 
         val_opt = dict(a.get('validation') or {})
         self.dynamic_val = bool(val_opt.get('dynamic', True))
@@ -312,6 +316,15 @@ class ADLModel(SRModel):
         self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=l_pix)))
         return True
 
+    def _score_target_step(self, val: List[int]) -> float:
+        """Park the joint step, revert to the chunk start and take the target-only step; its score on ``val``."""
+        if self._joint_snapshot is None:
+            self._joint_snapshot = TrainingSnapshot(self.get_bare_model(self.net_g), self.optimizer_g)
+        self._joint_snapshot.capture()
+        self.snapshot.restore()
+        self._target_replay()
+        return self.score(val)
+
     def _target_replay(self) -> None:
         """After a revert: step on the rejected batch's target patches alone (adl.gate.on_reject: target_step),
         so a harmful source batch does not also cost the target its step."""
@@ -382,12 +395,18 @@ class ADLModel(SRModel):
         last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
         if chunk['pos'] >= self.gate_every or last_adapt:
             candidate = self.score(chunk['val'])
-            accept = self.gate.decide(candidate, chunk['prev'])
+            if self.gate.against_target_step and stepped:
+                chunk['prev'] = self._score_target_step(chunk['val'])
+            accept = self.gate.decide(candidate, chunk['prev'] if chunk['prev'] is not None else candidate)
             flag = torch.tensor([1.0 if accept else 0.0])
             if _distributed():
                 dist.broadcast(flag, 0)  # one decision for all replicas, whatever rounding did
             accept = bool(flag.item() > 0.5)
-            if accept:
+            if self.gate.against_target_step:
+                if accept and stepped:
+                    self._joint_snapshot.restore()  # back to the joint step (the target-only one is live)
+                self._update_ema()
+            elif accept:
                 self._update_ema()
             else:
                 self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
