@@ -36,6 +36,7 @@ import basicsr_adl  # noqa: E402,F401  (registers the plugin's archs/datasets, a
 from basicsr.archs import build_network  # noqa: E402
 
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean  # noqa: E402
+from basicsr_adl.lan.baselines import parameterised_layers_in_order  # noqa: E402
 from evidence_lan import centre_crop, paired_files, read_rgb, scores  # noqa: E402
 
 OPTIONS = {'dncnn': 'options/train/DnCNN/train_DnCNN_MixedNoise_sRGB.yml',
@@ -130,6 +131,8 @@ def lan_table(net: torch.nn.Module, pairs, args: argparse.Namespace, device: tor
     """Every method x loss, 20 iterations per image, scored at 5/10/20; CPU seconds per image."""
     lean = make_lean(net)
     iters = max(REPORT)
+    skip = [n for n in args.skip_layers.split(',') if n]
+    layers = [n for n in parameterised_layers_in_order(net, torch.rand(1, 3, 16, 16, device=device)) if n not in skip]
     results: Dict[Tuple[str, str, int], List[Tuple[float, float]]] = {}
     seconds: Dict[Tuple[str, str], List[float]] = {}
     noisy_scores, base_scores = [], []
@@ -144,7 +147,7 @@ def lan_table(net: torch.nn.Module, pairs, args: argparse.Namespace, device: tor
                 config = AdaptConfig(loss=loss, iters=iters, report_iters=(0,) + REPORT, seed=args.seed + idx, lr=lr)
                 t0 = time.process_time() if device.type == 'cpu' else time.time()
                 result = (adapt_offset(lean, noisy, config) if mode == 'offset'
-                          else adapt_weights(net, noisy, config, mode))
+                          else adapt_weights(net, noisy, config, mode, skip_layers=skip))
                 if device.type == 'cuda':
                     torch.cuda.synchronize()
                 seconds.setdefault((loss, label), []).append(
@@ -156,7 +159,8 @@ def lan_table(net: torch.nn.Module, pairs, args: argparse.Namespace, device: tor
         print(f'  adapted {name} ({idx + 1}/{len(pairs)}, {time.time() - start:.0f}s)', flush=True)
 
     print(f'\nLAN table: mean PSNR / SSIM over {len(pairs)} test images (centre crops {args.crop or "none"}); '
-          f'noisy input {mean_str(noisy_scores)}; LAN lr {args.lan_lr:g}, fine-tuning lr {args.finetune_lr:g}')
+          f'noisy input {mean_str(noisy_scores)}; LAN lr {args.lan_lr:g}, fine-tuning lr {args.finetune_lr:g}; '
+          f'first layer {layers[0]!r}, last layer {layers[-1]!r}' + (f' (skipping {skip})' if skip else ''))
     header = f"| {'method':12} | {'iters':>5} | {'ZS-N2N':>17} | {'Nbr2Nbr':>17} |"
     print(header)
     print('|' + '|'.join('-' * len(c) for c in header.split('|')[1:-1]) + '|')
@@ -189,6 +193,8 @@ def main() -> None:
     parser.add_argument('--max-images', type=int, default=10, help='test pairs in the LAN table (0 = all)')
     parser.add_argument('--lan-lr', type=float, default=5e-4, help='LAN offset lr (paper: 5e-4)')
     parser.add_argument('--finetune-lr', type=float, default=5e-6, help='fine-tuning lr (official code: 5e-6)')
+    parser.add_argument('--skip-layers', default='',
+                        help="comma-separated layers the first/last-layer baselines pass over (RIDNet: 'sub_mean,add_mean')")
     parser.add_argument('--no-table', action='store_true', help='stop after pretrained vs noisy')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--seed', type=int, default=0)

@@ -185,3 +185,24 @@ def test_dataset_cache_is_not_changed_by_augmentation(tmp_path):
             ds[i]
     assert before.keys() == ds._cache.keys()
     assert all(np.array_equal(before[k], ds._cache[k]) for k in before)
+
+
+def test_baselines_can_skip_mean_shift_layers():
+    """RIDNet runs 1x1 mean-shift convs first and last; ``skip_layers`` makes the baselines tune head / tail."""
+    from basicsr.archs import build_network
+    from basicsr_adl.lan import AdaptConfig, adapt_weights
+    from basicsr_adl.lan.baselines import trainable_parameters
+    torch.manual_seed(0)
+    net = build_network({'type': 'RIDNet', 'in_channels': 3, 'mid_channels': 16, 'out_channels': 3, 'num_block': 1,
+                         'img_range': 1.0, 'rgb_mean': [0.0, 0.0, 0.0]}).eval()
+    img = torch.rand(1, 3, 16, 16)
+    assert set(trainable_parameters(net, 'first_layer', img)) == {'sub_mean.weight', 'sub_mean.bias'}
+    skip = ('sub_mean', 'add_mean')
+    assert set(trainable_parameters(net, 'first_layer', img, skip_layers=skip)) == {'head.weight', 'head.bias'}
+    assert set(trainable_parameters(net, 'last_layer', img, skip_layers=skip)) == {'tail.weight', 'tail.bias'}
+    result = adapt_weights(net, img, AdaptConfig(iters=1, lr=1e-2, report_iters=[1]), 'last_layer', keep_net=True,
+                           skip_layers=skip)
+    changed = {n for n, p in result.net.named_parameters() if not torch.equal(p, net.get_parameter(n))}
+    assert changed == {'tail.weight', 'tail.bias'}
+    with pytest.raises(ValueError, match='not parameterised layers'):
+        trainable_parameters(net, 'first_layer', img, skip_layers=('nope',))

@@ -7,7 +7,7 @@ execution order, found with forward hooks, so a UNet's decoder head counts as la
 registered earlier). The net stays in eval mode (BatchNorm uses its running statistics) [choice].
 """
 import copy
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -37,24 +37,36 @@ def parameterised_layers_in_order(net: nn.Module, example: Tensor, forward_kwarg
     return order
 
 
-def trainable_parameters(net: nn.Module, scope: str, example: Tensor,
-                         forward_kwargs: Optional[dict] = None) -> Dict[str, nn.Parameter]:
-    """The parameters a baseline of ``scope`` updates, by qualified name."""
+def trainable_parameters(net: nn.Module, scope: str, example: Tensor, forward_kwargs: Optional[dict] = None,
+                         skip_layers: Sequence[str] = ()) -> Dict[str, nn.Parameter]:
+    """The parameters a baseline of ``scope`` updates, by qualified name.
+
+    ``skip_layers``: leaf-module names the first/last-layer rule passes over (e.g. ``sub_mean`` / ``add_mean``, the
+    1x1 mean-shift convs BasicSR's RIDNet and EDSR run before / after their first / last 3x3 conv).
+    """
     if scope == 'full':
         return dict(net.named_parameters())
     if scope not in SCOPES:
         raise ValueError(f"unknown LAN baseline mode '{scope}'; choices: {', '.join(SCOPES)}")
-    order = parameterised_layers_in_order(net, example, forward_kwargs)
+    all_layers = parameterised_layers_in_order(net, example, forward_kwargs)
+    unknown = sorted(set(skip_layers) - set(all_layers))
+    if unknown:
+        raise ValueError(f'skip_layers {unknown} are not parameterised layers of the net; layers: {all_layers}')
+    order = [name for name in all_layers if name not in set(skip_layers)]
+    if not order:
+        raise ValueError('skip_layers leaves no parameterised layer to fine-tune')
     layer = order[0] if scope == 'first_layer' else order[-1]
     module = net.get_submodule(layer)
     return {f'{layer}.{n}': p for n, p in module.named_parameters(recurse=False)}
 
 
 def adapt_weights(pretrained: nn.Module, noisy: Tensor, config: AdaptConfig, scope: str = 'full',
-                  forward_kwargs: Optional[dict] = None, keep_net: bool = False) -> AdaptResult:
+                  forward_kwargs: Optional[dict] = None, keep_net: bool = False,
+                  skip_layers: Sequence[str] = ()) -> AdaptResult:
     """Fine-tune a fresh copy of ``pretrained`` on one noisy batch with the LAN loss; outputs clipped to [0, 1].
 
-    With ``keep_net`` the adapted copy is returned as ``result.net`` (to inspect what changed).
+    With ``keep_net`` the adapted copy is returned as ``result.net`` (to inspect what changed). ``skip_layers``: see
+    ``trainable_parameters``.
     """
     if scope not in SCOPES:
         raise ValueError(f"unknown LAN baseline mode '{scope}'; choices: {', '.join(SCOPES)}")
@@ -62,7 +74,7 @@ def adapt_weights(pretrained: nn.Module, noisy: Tensor, config: AdaptConfig, sco
     net = copy.deepcopy(pretrained).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    params = trainable_parameters(net, scope, noisy, forward_kwargs)
+    params = trainable_parameters(net, scope, noisy, forward_kwargs, skip_layers)
     for p in params.values():
         p.requires_grad_(True)
     denoise = _denoiser(net, forward_kwargs)
