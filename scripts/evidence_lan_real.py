@@ -125,6 +125,9 @@ def pretrained_vs_noisy(net: torch.nn.Module, pairs, device: torch.device) -> No
     print(f'\nwhole test images ({len(pairs)}), mean PSNR / SSIM: noisy input {mean_str(noisy_scores)}; '
           f'pretrained {mean_str(net_scores)}; gain {gain:+.2f} dB, better on {better}/{len(pairs)} images',
           flush=True)
+    if gain <= 0:
+        print('WARNING: the pretrained net is worse than its noisy input here; the LAN table then starts from a '
+              'bad net (train longer / check the training data)', flush=True)
 
 
 def lan_table(net: torch.nn.Module, pairs, args: argparse.Namespace, device: torch.device) -> None:
