@@ -78,14 +78,15 @@ def build_runs(manifest, args):
         o['adl']['validation']['dynamic'] = False
         runs['fixed_val'] = ('ablation', 'ADL with a fixed validation set', o)
     if 'gates' in groups:
-        for crit, every in (('paper', 1), ('paired', 1), ('paired', 4), ('paired_queue', 1), ('always', 1)):
+        for crit, every in (('paper', 1), ('paired_target', 1), ('paired', 1), ('paired', 4), ('paired_queue', 1),
+                             ('always', 1)):
             key = f'gate_{crit}_{every}'
             if crit == args.gate and every == args.gate_every:
                 continue  # the reference ADL run
             g = dict(gate, criterion=crit, every=every)
             runs[key] = ('gates', f'ADL, gate {crit} every {every}', make(key, 'adl', gate_opt=g))
-        g = dict(gate, revert_optimizer=False)
-        runs['gate_keep_moments'] = ('gates', f'ADL, {args.gate} gate, revert weights only',
+        g = dict(gate, criterion='paired', on_reject='revert', revert_optimizer=False)
+        runs['gate_keep_moments'] = ('gates', 'ADL, paired gate, revert weights only (Adam moments kept)',
                                      make('gate_keep_moments', 'adl', gate_opt=g))
     return runs
 
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument('--iters', type=int, default=600)
     p.add_argument('--groups', nargs='+', default=['harmful', 'ablation', 'gates'],
                    choices=['harmful', 'ablation', 'gates'])
-    p.add_argument('--gate', default='paired')
+    p.add_argument('--gate', default='paired_target')
     p.add_argument('--gate-every', type=int, default=1)
     p.add_argument('--tolerance', type=float, default=0.0)
     p.add_argument('--seed', type=int, default=10)

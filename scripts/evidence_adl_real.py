@@ -93,7 +93,7 @@ def build_runs(args):
     tag = f'{args.target}|{",".join(test_scenes)}|{args.iters}|{args.seed}'
 
     def make(key, mode, gate=None, doms=None):
-        gate = {'criterion': 'paired', 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
+        gate = {'criterion': 'paired_target', 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
                 'revert_optimizer': True, **({'on_reject': args.on_reject} if args.on_reject else {}), **(gate or {})}
         opt = real_adl_options(f'ADL_real_{args.target}_{key}', mode, args.target, doms or domains, test_domain,
                                network, args.iters, stages, args.batch, args.target_batch, args.lr, args.val_crop,
@@ -140,14 +140,14 @@ def main(argv=None) -> int:
     p.add_argument('--harmful', nargs='+', default=list(CORRUPTIONS), choices=list(CORRUPTIONS))
     p.add_argument('--iters', type=int, default=900, help='iterations per run (same for every method)')
     p.add_argument('--stages', type=float, nargs=3, default=[0.2, 0.6, 0.2], help='ADL stage fractions')
-    p.add_argument('--gate', default='paired', help='the project gate to compare with the paper gate')
+    p.add_argument('--gate', default='paired_target', help='the project gate to compare with the paper gate')
     p.add_argument('--gate-every', type=int, default=1)
     p.add_argument('--tolerance', type=float, default=0.0)
     p.add_argument('--on-reject', default=None, choices=['revert', 'target_step'],
                    help="project gate: what a rejected step leaves (default: the gate's own; the paper's reverts)")
     p.add_argument('--patch', type=int, default=64)
     p.add_argument('--batch', type=int, default=8, help='source (or target-only) patches per step')
-    p.add_argument('--target-batch', type=int, default=4, help='target patches joined to each ADL source batch')
+    p.add_argument('--target-batch', type=int, default=8, help='target patches joined to each ADL source batch')
     p.add_argument('--base-ch', type=int, default=16)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--val-crop', type=int, default=128)

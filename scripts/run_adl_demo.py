@@ -31,7 +31,8 @@ def parse_args(argv=None):
     p.add_argument('--data', default=osp.join('datasets', 'embedded', 'raw'), help='embedded RAW folder')
     p.add_argument('--target', default=None, help='target sensor (default: the manifest target)')
     p.add_argument('--iters', type=int, default=400, help='iterations per method (same budget for all)')
-    p.add_argument('--gate', default='paired', help='ADL gate criterion: paired, paper, paired_queue, always')
+    p.add_argument('--gate', default='paired_target',
+                   help='ADL gate criterion: paired_target, paired, paper, paired_queue, always')
     p.add_argument('--gate-every', type=int, default=1, help='source steps per gate decision')
     p.add_argument('--tolerance', type=float, default=0.0, help='paired gate tolerance in dB')
     p.add_argument('--base-ch', type=int, default=16, help='ModulatedUNet width')

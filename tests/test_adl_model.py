@@ -45,7 +45,8 @@ def same_state(a, b):
 
 
 def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, data, monkeypatch):
-    opt = make_options(str(tmp_path), data, name='revert', stages=(2, 4, 1), total_iter=7)
+    opt = make_options(str(tmp_path), data, name='revert', stages=(2, 4, 1), total_iter=7,
+                       adl={'gate': {'criterion': 'paper'}})  # the paper's revert: nothing of the step is kept
     model = build(tmp_path, opt, monkeypatch)
     for it in (1, 2):
         model.optimize_parameters(it)

@@ -35,7 +35,7 @@ def ensure_embedded_data(data_root: str) -> Dict[str, Any]:
 def embedded_options(name: str, mode: str, manifest: Dict[str, Any], data_root: str, target: Optional[str] = None,
                      sources: Optional[Sequence[str]] = None, total_iter: int = 600,
                      stage_fractions: Sequence[float] = (0.2, 0.6, 0.2), gate: Optional[Dict[str, Any]] = None,
-                     base_ch: int = 16, gt_size: int = 48, batch: int = 4, target_batch: int = 2, lr: float = 1e-3,
+                     base_ch: int = 16, gt_size: int = 48, batch: int = 4, target_batch: int = 4, lr: float = 1e-3,
                      val_crop: int = 64, seed: int = 10, **adl_overrides) -> Dict[str, Any]:
     """Options for one CPU-sized run on the embedded data (same net, data and budget for every method)."""
     sensors = list(manifest['sensors'])

@@ -57,7 +57,7 @@ def adl_options(name: str, mode: str, target: str, sources: List[str], sensors: 
         'adl': {
             'mode': mode, 'pretrain_iters': stages[0], 'adapt_iters': stages[1], 'finetune_iters': stages[2],
             'target_batch': target_batch, 'val_crop': val_crop, 'heatmap_epochs': heatmap_epochs,
-            'gate': gate or {'criterion': 'paired', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
+            'gate': gate or {'criterion': 'paired_target', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
                              'revert_optimizer': True},
             'validation': {'dynamic': True, 'start_fraction': 0.2, 'end_fraction': 0.5, 'iso_diverse_below': 10},
         },

@@ -140,7 +140,7 @@ class ADLModel(SRModel):
         self._check_metadata()
 
         gate_opt = dict(a.get('gate') or {})
-        criterion = gate_opt.get('criterion', 'paired')
+        criterion = gate_opt.get('criterion', 'paired_target')
         if criterion not in GATE_CRITERIA:
             raise OptionError(f"option 'adl.gate.criterion': '{criterion}' is unknown; "
                               f"choices: {', '.join(sorted(GATE_CRITERIA))}")
