@@ -85,12 +85,13 @@ def build_runs(args):
                                     iso=iso if iso is not None else args.default_iso)
     test_domain = real_domain(args.target, sensors, 'test', args.patch, polyu_root=polyu, test_scenes=test_scenes)
     network = {'type': 'ModulatedUNet', 'in_ch': 3, 'out_ch': 3, 'base_ch': args.base_ch, 'convs_per_block': 2,
-               'dense': False, 'num_sensors': len(sensors), 'use_sensor': True, 'use_iso': True, 'mlp_hidden': 32,
+               'dense': False, 'num_sensors': len(sensors), 'use_sensor': True, 'use_iso': not args.no_iso,
+               'mlp_hidden': 32,
                'iso_ref': 100, 'residual': True}
     p = int(round(args.stages[0] * args.iters))
     f = int(round(args.stages[2] * args.iters))
     stages = [p, args.iters - p - f, f]
-    tag = f'{args.target}|{",".join(test_scenes)}|{args.iters}|{args.seed}'
+    tag = f'{args.target}|{",".join(test_scenes)}|{args.iters}|{args.seed}' + ('|no-iso' if args.no_iso else '')
 
     def make(key, mode, gate=None, doms=None):
         gate = {'criterion': 'paired_target', 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
@@ -118,13 +119,17 @@ def build_runs(args):
                 key = f'{kind}_{mode}'
                 runs[key] = ('harmful', f'{label}, only source: {base_name} {kind}',
                              make(key, mode, {'criterion': args.gate}, doms))
-    if args.only:
+    if args.only is not None:  # '--only' alone: train nothing, print the table of the runs already in --out
+        unknown = sorted(set(args.only) - set(runs))
+        if unknown:
+            raise SystemExit(f"--only: unknown run keys {unknown}; keys: {', '.join(runs)}")
         runs = {k: v for k, v in runs.items() if k in args.only}
     info = (f'target {args.target}: {len(train)} training pairs (scenes '
             f'{", ".join(sorted({p.scene for p in train}))}), {len(test)} test pairs (scenes {", ".join(test_scenes)}); '
             f'sources {", ".join(s for s in sensors if s != args.target)}; {args.iters} iterations per run '
-            f'(stages {stages[0]}/{stages[1]}/{stages[2]}), seed {args.seed}')
-    return runs, tag, info
+            f'(stages {stages[0]}/{stages[1]}/{stages[2]}), seed {args.seed}'
+            f'{", no ISO modulation" if args.no_iso else ""}')
+    return runs, tag, info, make('test', 'target_only')
 
 
 def main(argv=None) -> int:
@@ -149,17 +154,19 @@ def main(argv=None) -> int:
     p.add_argument('--batch', type=int, default=8, help='source (or target-only) patches per step')
     p.add_argument('--target-batch', type=int, default=8, help='target patches joined to each ADL source batch')
     p.add_argument('--base-ch', type=int, default=16)
+    p.add_argument('--no-iso', action='store_true', help='ModulatedUNet without ISO modulation (sensor only): '
+                   'in PolyU every scene has its own ISO, so a scene split leaves the test ISO unseen in training')
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--val-crop', type=int, default=128)
     p.add_argument('--seed', type=int, default=10)
-    p.add_argument('--only', nargs='*', default=None, help='run only these run keys')
+    p.add_argument('--only', nargs='*', default=None,
+                   help='train only these run keys (none: just print the table of the runs in --out)')
     p.add_argument('--out', default=osp.join('results', 'adl_real'))
     p.add_argument('--workdir', default='.')
     args = p.parse_args(argv)
-    runs, tag, info = build_runs(args)
+    runs, tag, info, test_options = build_runs(args)
     print(info, flush=True)
-    first = next(iter(runs.values()))[2]
-    dataset = test_dataset(first)
+    dataset = test_dataset(test_options)
     results = run_suite(runs, args.out, args.workdir, tag=tag, dataset=dataset)
     table = results_table(results, ('main', 'harmful'), tag, noisy_input_scores(dataset))
     rates = []
