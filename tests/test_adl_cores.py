@@ -49,6 +49,18 @@ def test_paired_gate_tolerance():
         gate.decide(30.0, None)
 
 
+def test_paired_target_gate_needs_a_strict_gain_over_the_target_only_step():
+    gate = build_gate('paired_target')
+    assert gate.against_target_step and not gate.needs_previous
+    assert gate.decide(30.01, 30.0)
+    assert not gate.decide(30.0, 30.0)  # a tie keeps the target-only step
+    assert not gate.decide(29.99, 30.0)
+    tolerant = build_gate('paired_target', tolerance=0.05)
+    assert tolerant.decide(29.96, 30.0) and not tolerant.decide(29.9, 30.0)
+    with pytest.raises(ValueError):
+        gate.decide(30.0, None)
+
+
 def test_paired_queue_gate_follows_recent_gains():
     gate = PairedGainQueueGate(queue_size=2, tolerance=0.0)
     assert gate.decide(30.1, 30.0)  # gain 0.1 >= min(mean[0], 0)

@@ -115,6 +115,12 @@ class PairedTargetGate(PairedGate):
     needs_previous = False
     against_target_step = True
 
+    def decide(self, candidate: float, previous: Optional[float] = None) -> bool:
+        # strict: a tie (e.g. both steps leave a saturated net unchanged) is no evidence for the source batch
+        if previous is None:
+            raise ValueError('the paired_target gate needs the target-only step\'s score on the same V\'')
+        return float(candidate) > float(previous) - self.tolerance
+
 
 class PairedGainQueueGate(Gate):
     """Accept when the paired gain reaches the mean of the last ``queue_size`` gains minus ``tolerance``."""
