@@ -91,7 +91,10 @@ def build_runs(args):
     p = int(round(args.stages[0] * args.iters))
     f = int(round(args.stages[2] * args.iters))
     stages = [p, args.iters - p - f, f]
-    tag = f'{args.target}|{",".join(test_scenes)}|{args.iters}|{args.seed}' + ('|no-iso' if args.no_iso else '')
+    # runs are tabled together only when everything but the method matches
+    tag = '|'.join(str(v) for v in (args.target, ','.join(test_scenes), args.iters, args.seed, ','.join(sensors),
+                                    args.patch, args.batch, args.target_batch, args.lr, args.base_ch, args.stages,
+                                    'no-iso' if args.no_iso else 'iso'))
 
     def make(key, mode, gate=None, doms=None):
         gate = {'criterion': 'paired_target', 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
@@ -108,7 +111,8 @@ def build_runs(args):
         runs['finetune'] = ('main', 'source pretrain -> fine-tune', make('finetune', 'finetune'))
         runs['adl_paper'] = ('main', "ADL, paper's gate (queue mean)",
                              make('adl_paper', 'adl', {'criterion': 'paper', 'on_reject': 'revert'}))
-        runs['adl'] = ('main', f'ADL, {args.gate} gate (project default)', make('adl', 'adl', {'criterion': args.gate}))
+        default = ' (project default)' if args.gate == 'paired_target' else ''
+        runs['adl'] = ('main', f'ADL, {args.gate} gate{default}', make('adl', 'adl', {'criterion': args.gate}))
     if 'harmful' in args.groups:
         base_name = (list(polyu_sources) + [n for n, _, _ in extra])[0]
         for kind in args.harmful:

@@ -129,6 +129,19 @@ def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, da
     assert model.accept_log.counts()[parts[0][0]] == ((1, 0) if accept else (0, 1))
 
 
+def test_gate_options_are_checked_only_where_a_gate_runs(tmp_path, data, monkeypatch):
+    """The baselines never gate, so gate settings that ADL rejects are fine for them; ADL names the option."""
+    chunked = {'gate': {'criterion': 'paired_target', 'every': 4}}
+    build(tmp_path, make_options(str(tmp_path), data, name='base_ok', adl={'mode': 'target_only', **chunked}),
+          monkeypatch)
+    with pytest.raises(OptionError, match='gate.every'):
+        build(tmp_path, make_options(str(tmp_path), data, name='adl_chunk', adl=chunked), monkeypatch)
+    with pytest.raises(OptionError, match='revert_optimizer'):
+        build(tmp_path, make_options(str(tmp_path), data, name='adl_moments',
+                                     adl={'gate': {'criterion': 'paired_target', 'revert_optimizer': False}}),
+              monkeypatch)
+
+
 def test_validation_subset_is_never_trained_on_in_stage2(tmp_path, data, monkeypatch):
     """Each stage-2 iteration: one source domain, and target patches only from outside that iteration's V'."""
     model = build(tmp_path, make_options(str(tmp_path), data, name='vsplit', stages=(1, 5, 1), total_iter=7),

@@ -97,7 +97,7 @@ def add_synthetic_noise(clean: np.ndarray, config: NoiseConfig = NoiseConfig()) 
             noise = smoothed.reshape(clean.shape) / max(float(smoothed.std()), 1e-8)
     noisy = np.clip(clean + std * noise, 0, 1)
     quality = 0
-    if config.quantize or config.jpeg_prob > 0:
+    if config.quantize:  # (the JPEG branch below quantises by itself)
         noisy = np.round(noisy * 255.0) / 255.0
     if np.random.uniform() < config.jpeg_prob and clean.shape[2] in (1, 3):
         quality = int(np.random.randint(config.jpeg_quality_range[0], config.jpeg_quality_range[1] + 1))

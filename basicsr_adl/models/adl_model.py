@@ -54,6 +54,12 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def _comm(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    """A tensor for a collective: on the model's device under nccl (which has no CPU support), else on CPU."""
+    on = device if _distributed() and dist.get_backend() == 'nccl' else torch.device('cpu')
+    return torch.tensor(values, dtype=dtype, device=on)
+
+
 def psnr_per_image(output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image, data range 1, output clamped to [0, 1] (float, no 8-bit rounding)."""
     return calculate_psnr_pt(output.clamp(0, 1), gt, crop_border=0)
@@ -153,12 +159,16 @@ class ADLModel(SRModel):
             raise OptionError(f"option 'adl.gate.every' must be >= 1, got {self.gate_every}")
         self.revert_optimizer = bool(gate_opt.get('revert_optimizer', True))
         self.on_reject = gate_opt.get('on_reject', 'target_step' if self.gate.against_target_step else 'revert')
-        if self.gate.against_target_step and self.on_reject != 'target_step':
+        gated = self.mode == 'adl' and self.schedule.adapt_iters > 0  # the baselines never gate: no checks
+        if gated and self.gate.against_target_step and not self.revert_optimizer:
+            raise OptionError("option 'adl.gate.revert_optimizer': the paired_target gate compares two steps from "
+                              'the same optimizer state and needs the exact revert; set it to true')
+        if gated and self.gate.against_target_step and self.on_reject != 'target_step':
             raise OptionError(f"option 'adl.gate.on_reject': the {criterion} gate keeps the target-only step of a "
                               f"rejected batch; on_reject must be target_step, got '{self.on_reject}'")
         if self.on_reject not in ON_REJECT:
             raise OptionError(f"option 'adl.gate.on_reject': '{self.on_reject}' is not one of {', '.join(ON_REJECT)}")
-        if self.on_reject == 'target_step' and (self.gate_every != 1 or self.target_batch < 1):
+        if gated and self.on_reject == 'target_step' and (self.gate_every != 1 or self.target_batch < 1):
             raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.gate.every: 1 and "
                               'adl.target_batch >= 1 (it replays the target half of the rejected step)')
         self._target_grads: Optional[List[Optional[torch.Tensor]]] = None
@@ -299,7 +309,7 @@ class ADLModel(SRModel):
                     scale = n / (n - target_from)
                     self._target_grads = [None if q.grad is None else q.grad.detach() * scale
                                           for q in self.net_g.parameters()]
-        finite = torch.tensor([1.0 if bool(torch.isfinite(l_pix)) else 0.0])
+        finite = _comm([1.0 if bool(torch.isfinite(l_pix)) else 0.0], self.device)
         if _distributed():
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         if finite.item() < 1:
@@ -332,7 +342,7 @@ class ADLModel(SRModel):
             return
         self.optimizer_g.zero_grad()
         for q, g in zip(self.net_g.parameters(), self._target_grads):
-            q.grad = None if g is None else g.clone()
+            q.grad = g  # the kept gradient itself: it is dropped after this step
         self.optimizer_g.step()
         self._target_grads = None
 
@@ -346,7 +356,7 @@ class ADLModel(SRModel):
         net = self.get_bare_model(self.net_g)
         rank, world = self.opt.get('rank', 0), self.opt.get('world_size', 1)
         mine = indices[rank::world] if _distributed() else indices
-        total = torch.zeros(2, dtype=torch.float64)
+        total = _comm([0.0, 0.0], self.device, torch.float64)
         was_training = net.training
         net.eval()
         groups: Dict[Tuple[int, ...], List[int]] = {}
@@ -358,7 +368,7 @@ class ADLModel(SRModel):
             meta = {k: torch.stack([torch.as_tensor(self.val_cache[i][k]) for i in members]).to(self.device)
                     for k in METADATA_ARGS}
             psnr = psnr_per_image(self._forward(net, lq, meta), gt)
-            total[0] += psnr.sum().double().cpu()
+            total[0] += psnr.sum().double().to(total.device)
             total[1] += len(members)
         net.train(was_training)
         if _distributed():
@@ -398,7 +408,7 @@ class ADLModel(SRModel):
             if self.gate.against_target_step and stepped:
                 chunk['prev'] = self._score_target_step(chunk['val'])
             accept = self.gate.decide(candidate, chunk['prev'] if chunk['prev'] is not None else candidate)
-            flag = torch.tensor([1.0 if accept else 0.0])
+            flag = _comm([1.0 if accept else 0.0], self.device)
             if _distributed():
                 dist.broadcast(flag, 0)  # one decision for all replicas, whatever rounding did
             accept = bool(flag.item() > 0.5)
@@ -412,6 +422,8 @@ class ADLModel(SRModel):
                 self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
                 if self.on_reject == 'target_step' and stepped:
                     self._target_replay()
+                    self._update_ema()
+            self._target_grads = None
             self.accept_log.record(domain, accept, step)
             if self.write_rank_decisions:
                 self.decisions.append((current_iter, domain, accept, candidate, chunk['prev']))
