@@ -18,7 +18,6 @@ Groups (``--groups``):
 """
 import argparse
 import copy
-import json
 import os
 import os.path as osp
 import sys
@@ -27,8 +26,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import basicsr_adl  # noqa: E402,F401
-from basicsr_adl.adl.experiments import (Timer, accept_counts, embedded_options, ensure_embedded_data,  # noqa: E402
-                                         evaluate_run, noisy_input_scores, run_training, test_dataset)
+from basicsr_adl.adl.experiments import (embedded_options, ensure_embedded_data, noisy_input_scores,  # noqa: E402
+                                         results_table, run_suite, test_dataset, write_table)
 
 HARMFUL = {'Harmful1': {'corruption': 'noisy_gt', 'sigma': 30},
            'Harmful2': {'corruption': 'misaligned', 'shift': 4},
@@ -109,42 +108,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     manifest = ensure_embedded_data(args.data)
     runs = build_runs(manifest, args)
+    dataset = test_dataset(runs['target_only'][2])  # the target's held-out pairs (the same for every run)
     if args.only:
         runs = {k: v for k, v in runs.items() if k in args.only}
-    os.makedirs(args.out, exist_ok=True)
-    results_path = osp.join(args.out, 'results.json')
-    results = json.load(open(results_path)) if osp.isfile(results_path) else {}
-    dataset = None
-    for key, (group, label, opt) in runs.items():
-        print(f'[{key}] {label}: training {args.iters} iterations ...', flush=True)
-        with Timer() as t:
-            exp = run_training(opt, args.workdir)
-        dataset = dataset or test_dataset(opt)
-        r = evaluate_run(opt, exp, dataset)
-        counts = accept_counts(exp)
-        acc = sum(a for a, _ in counts.values())
-        tot = sum(n for _, n in counts.values())
-        results[key] = {'group': group, 'label': label, 'psnr': r['psnr'], 'ssim': r['ssim'], 'seconds': t.seconds,
-                        'accepted': acc, 'decisions': tot, 'iters': args.iters}
-        print(f'[{key}] PSNR {r["psnr"]:.2f} dB, SSIM {r["ssim"]:.4f}, accepted {acc}/{tot}, {t.seconds:.0f} s',
-              flush=True)
-        with open(results_path, 'w') as fh:
-            json.dump(results, fh, indent=1)
-    noisy = noisy_input_scores(dataset) if dataset is not None else None
-    lines = [f'target {args.target or manifest["target"]}, {args.iters} iterations per run, seed {args.seed}']
-    if noisy:
-        lines.append(f'{"noisy input":<52}{noisy["psnr"]:>8.2f}{noisy["ssim"]:>8.4f}')
-    lines.append(f'{"run":<52}{"PSNR":>8}{"SSIM":>8}{"accepted":>12}')
-    for group in ('reference', 'harmful', 'ablation', 'gates'):
-        for key, r in results.items():
-            if r['group'] == group and r.get('iters') == args.iters:
-                acc = f'{r["accepted"]}/{r["decisions"]}' if r['decisions'] else '-'
-                lines.append(f'{r["label"]:<52}{r["psnr"]:>8.2f}{r["ssim"]:>8.4f}{acc:>12}')
-    table = '\n'.join(lines)
-    print('\n' + table)
-    with open(osp.join(args.out, 'table.txt'), 'w') as fh:
-        fh.write(table + '\n')
-    print(f'\ntable: {osp.abspath(osp.join(args.out, "table.txt"))}')
+    tag = f'{args.target or manifest["target"]}|{args.iters}|{args.seed}'
+    results = run_suite(runs, args.out, args.workdir, tag=tag, dataset=dataset)
+    table = results_table(results, ('reference', 'harmful', 'ablation', 'gates'), tag, noisy_input_scores(dataset))
+    write_table(args.out, f'target {args.target or manifest["target"]}, {args.iters} iterations per run, '
+                          f'seed {args.seed}\n' + table)
     return 0
 
 

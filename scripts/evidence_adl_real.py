@@ -18,7 +18,6 @@ Data stay where they are: only options, experiments and the table are written (u
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import sys
 
@@ -26,7 +25,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
-from basicsr_adl.adl.experiments import noisy_input_scores, results_table, run_suite, test_dataset  # noqa: E402
+from basicsr_adl.adl.experiments import (noisy_input_scores, results_table, run_suite, test_dataset,  # noqa: E402
+                                         write_table)
 from basicsr_adl.adl.recipes import real_adl_options, real_domain  # noqa: E402
 from basicsr_adl.real_pairs import RealPairsError, polyu_pairs, split_pairs_by_scene  # noqa: E402
 
@@ -178,11 +178,8 @@ def main(argv=None) -> int:
         if r.get('tag') == tag and r['decisions']:
             parts = ', '.join(f'{s} {a}/{n}' for s, (a, n) in r['per_source'].items())
             rates.append(f'  {r["label"]}: {parts}')
-    text = info + '\n' + table + ('\naccepted source steps per source:\n' + '\n'.join(rates) if rates else '')
-    print('\n' + text)
-    with open(osp.join(args.out, 'table.txt'), 'w') as fh:
-        fh.write(text + '\n')
-    print(f'\ntable: {osp.abspath(osp.join(args.out, "table.txt"))}')
+    write_table(args.out, info + '\n' + table + ('\naccepted source steps per source:\n' + '\n'.join(rates)
+                                                 if rates else ''))
     return 0
 
 

@@ -63,6 +63,28 @@ def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, da
     assert sum(a for a, _ in model.accept_log.counts().values()) == 1
 
 
+def one_stage2_step_against_replay(model, monkeypatch, keep_joint: bool):
+    """Take one stage-2 step (iteration 2) and replay the step that should survive on a fresh copy from the
+    pre-step state (one AdamW step on the joint batch, or on its target patches alone); returns
+    (live net, replayed net, drawn parts, weights before the step)."""
+    drawn = []
+    original = model._draw_batch
+    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
+    net = model.get_bare_model(model.net_g)
+    before_net = {k: v.clone() for k, v in net.state_dict().items()}
+    before_opt = copy.deepcopy(model.optimizer_g.state_dict())  # state_dict() holds live tensors
+    model.optimize_parameters(2)
+    (parts, batch), = drawn
+    ref = copy.deepcopy(net)
+    ref.load_state_dict(before_net)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
+    ref_opt.load_state_dict(before_opt)
+    used = batch if keep_joint else {k: v[len(parts[0][1]):] for k, v in batch.items()}
+    torch.nn.functional.l1_loss(ref(used['lq'], **{k: used[k] for k in model.net_meta}), used['gt']).backward()
+    ref_opt.step()
+    return net, ref, parts, before_net
+
+
 def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp_path, data, monkeypatch):
     """adl.gate.on_reject: target_step - a rejected step ends as: exact revert, then one optimizer step on the
     target patches' own mean loss (checked against a manual replay); an accepted step is the joint step."""
@@ -70,26 +92,9 @@ def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp
                        adl={'gate': {'criterion': 'paper', 'on_reject': 'target_step'}, 'target_batch': 2})
     model = build(tmp_path, opt, monkeypatch)
     model.optimize_parameters(1)
-    drawn = []
-    original = model._draw_batch
-    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
     model.gate = PaperQueueGate(3)
     model.gate.start(1000.0)  # every step is rejected
-    net = model.get_bare_model(model.net_g)
-    before_net = {k: v.clone() for k, v in net.state_dict().items()}
-    before_opt = copy.deepcopy(model.optimizer_g.state_dict())  # state_dict() holds live tensors
-    model.optimize_parameters(2)
-    (parts, batch), = drawn
-    n_src = len(parts[0][1])
-    # manual replay on a fresh copy: the target patches alone, one AdamW step from the pre-step state
-    ref = copy.deepcopy(net)
-    ref.load_state_dict(before_net)
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
-    ref_opt.load_state_dict(before_opt)
-    tgt = {k: v[n_src:] for k, v in batch.items()}
-    out = ref(tgt['lq'], **{k: tgt[k] for k in model.net_meta})
-    torch.nn.functional.l1_loss(out, tgt['gt']).backward()
-    ref_opt.step()
+    net, ref, _, before_net = one_stage2_step_against_replay(model, monkeypatch, keep_joint=False)
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert not all(torch.equal(a, before_net[k]) for k, a in net.state_dict().items())
@@ -106,23 +111,9 @@ def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, da
                        adl={'gate': {'criterion': 'paired_target'}, 'target_batch': 2})
     model = build(tmp_path, opt, monkeypatch)
     model.optimize_parameters(1)
-    drawn, scored = [], []
-    original = model._draw_batch
-    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
+    scored = []
     monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: scored.append((cand, prev)) or accept)
-    net = model.get_bare_model(model.net_g)
-    before_net = {k: v.clone() for k, v in net.state_dict().items()}
-    before_opt = copy.deepcopy(model.optimizer_g.state_dict())
-    model.optimize_parameters(2)
-    (parts, batch), = drawn
-    n_src = len(parts[0][1])
-    ref = copy.deepcopy(net)
-    ref.load_state_dict(before_net)
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
-    ref_opt.load_state_dict(before_opt)
-    used = batch if accept else {k: v[n_src:] for k, v in batch.items()}
-    torch.nn.functional.l1_loss(ref(used['lq'], **{k: used[k] for k in model.net_meta}), used['gt']).backward()
-    ref_opt.step()
+    net, ref, parts, _ = one_stage2_step_against_replay(model, monkeypatch, keep_joint=accept)
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert len(scored) == 1 and scored[0][0] != scored[0][1]  # two different weights were scored

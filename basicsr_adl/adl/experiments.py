@@ -196,3 +196,14 @@ def results_table(results: Dict[str, Dict[str, Any]], groups: Sequence[str], tag
                 acc = f'{r["accepted"]}/{r["decisions"]}' if r['decisions'] else '-'
                 lines.append(f'{r["label"]:<{width}}{r["psnr"]:>8.2f}{r["ssim"]:>8.4f}{acc:>12}')
     return '\n'.join(lines)
+
+
+def write_table(out_dir: str, text: str) -> str:
+    """Print ``text`` and write it to ``<out_dir>/table.txt``; returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = osp.abspath(osp.join(out_dir, 'table.txt'))
+    print('\n' + text)
+    with open(path, 'w') as fh:
+        fh.write(text + '\n')
+    print(f'\ntable: {path}')
+    return path
