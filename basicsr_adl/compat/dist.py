@@ -70,13 +70,19 @@ def unwrapped_nets(model) -> Iterator[None]:
             setattr(model, name, value)
 
 
+def collective_device(device: torch.device) -> torch.device:
+    """Where a tensor for a collective must live: the model's device under nccl (no CPU support), else CPU."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == 'nccl':
+        return device
+    return torch.device('cpu')
+
+
 def _reduce_sums(values: Dict[str, float], count: int, device: torch.device) -> (Dict[str, float], int):
     keys = sorted(values)
     if not dist.is_available() or not dist.is_initialized():
         return values, count
-    if dist.get_backend() != 'nccl':
-        device = torch.device('cpu')
-    buf = torch.tensor([values[k] for k in keys] + [float(count)], dtype=torch.float64, device=device)
+    buf = torch.tensor([values[k] for k in keys] + [float(count)], dtype=torch.float64,
+                       device=collective_device(device))
     dist.all_reduce(buf)
     buf = buf.cpu().tolist()
     return dict(zip(keys, buf[:-1])), int(round(buf[-1]))

@@ -34,6 +34,7 @@ from basicsr_adl.adl.gate import GATE_CRITERIA, build_gate
 from basicsr_adl.adl.schedule import SOURCE_ADAPT, STAGE_NAMES, TARGET_FINETUNE, TARGET_PRETRAIN, StageSchedule
 from basicsr_adl.adl.snapshot import TrainingSnapshot
 from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
+from basicsr_adl.compat.dist import collective_device
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
 
@@ -55,9 +56,8 @@ def _distributed() -> bool:
 
 
 def _comm(values, device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    """A tensor for a collective: on the model's device under nccl (which has no CPU support), else on CPU."""
-    on = device if _distributed() and dist.get_backend() == 'nccl' else torch.device('cpu')
-    return torch.tensor(values, dtype=dtype, device=on)
+    """A tensor for a collective (see :func:`~basicsr_adl.compat.dist.collective_device`)."""
+    return torch.tensor(values, dtype=dtype, device=collective_device(device))
 
 
 def psnr_per_image(output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -399,7 +399,6 @@ class ADLModel(SRModel):
         source_idx = self._per_rank_indices(list(range(self.domains.domain_size(domain))), self.batch_size)
         target_idx = self._per_rank_indices(chunk['train'], self.target_batch)
         batch = self._draw_batch([(domain, source_idx), (self.domains.target, target_idx)])
-        self._target_grads = None
         stepped = self._train_step(batch, len(source_idx) if self.on_reject == 'target_step' else None)
         chunk['pos'] += 1
         last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
@@ -412,17 +411,18 @@ class ADLModel(SRModel):
             if _distributed():
                 dist.broadcast(flag, 0)  # one decision for all replicas, whatever rounding did
             accept = bool(flag.item() > 0.5)
+            stepped_on = accept  # whether the live weights are a new step (EMA follows them)
             if self.gate.against_target_step:
                 if accept and stepped:
                     self._joint_snapshot.restore()  # back to the joint step (the target-only one is live)
-                self._update_ema()
-            elif accept:
-                self._update_ema()
-            else:
+                stepped_on = True
+            elif not accept:
                 self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
                 if self.on_reject == 'target_step' and stepped:
                     self._target_replay()
-                    self._update_ema()
+                    stepped_on = True
+            if stepped_on:
+                self._update_ema()
             self._target_grads = None
             self.accept_log.record(domain, accept, step)
             if self.write_rank_decisions:
