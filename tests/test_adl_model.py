@@ -98,9 +98,59 @@ def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert not all(torch.equal(a, before_net[k]) for k, a in net.state_dict().items())
-    with pytest.raises(OptionError, match='on_reject'):  # chunks cannot replay one target half
+    with pytest.raises(OptionError, match='target_batch'):  # nothing to replay without target patches
         build(tmp_path, make_options(str(tmp_path), data, name='bad_ts', stages=(1, 4, 1), total_iter=6,
-                                     adl={'gate': {'on_reject': 'target_step', 'every': 2}}), monkeypatch)
+                                     adl={'gate': {'on_reject': 'target_step'}, 'target_batch': 0}), monkeypatch)
+
+
+@pytest.mark.parametrize('accept', [False, True])
+def test_chunked_paired_target_replays_each_steps_target_gradient(tmp_path, data, monkeypatch, accept):
+    """paired_target with gate.every 2: a rejected chunk ends as the exact revert followed by two AdamW steps
+    with the target gradients recorded along the joint path; an accepted chunk keeps the two joint steps."""
+    opt = make_options(str(tmp_path), data, name=f'ptchunk{accept}', stages=(1, 4, 1), total_iter=6,
+                       adl={'gate': {'criterion': 'paired_target', 'every': 2}, 'target_batch': 2})
+    model = build(tmp_path, opt, monkeypatch)
+    model.optimize_parameters(1)
+    monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: accept)
+    drawn = []
+    original = model._draw_batch
+    monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
+    net = model.get_bare_model(model.net_g)
+    before_net = {k: v.clone() for k, v in net.state_dict().items()}
+    before_opt = copy.deepcopy(model.optimizer_g.state_dict())
+    model.optimize_parameters(2)
+    assert model.chunk['pos'] == 1 and sum(n for n in model.accept_log.counts().values() for n in n) == 0
+    model.optimize_parameters(3)
+    assert model.chunk == {'pos': 0}
+
+    def fresh():
+        ref = copy.deepcopy(net)
+        ref.load_state_dict(before_net)
+        ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
+        ref_opt.load_state_dict(copy.deepcopy(before_opt))  # load_state_dict keeps the given tensors
+        return ref, ref_opt
+
+    def loss(ref, b):
+        return torch.nn.functional.l1_loss(ref(b['lq'], **{k: b[k] for k in model.net_meta}), b['gt'])
+
+    joint, joint_opt = fresh()
+    target_grads = []
+    for parts, batch in drawn:
+        n_source = len(parts[0][1])
+        target = {k: v[n_source:] for k, v in batch.items()}
+        target_grads.append(torch.autograd.grad(loss(joint, target), list(joint.parameters())))
+        joint_opt.zero_grad()
+        loss(joint, batch).backward()
+        joint_opt.step()
+    replay, replay_opt = fresh()
+    for grads in target_grads:
+        for q, g in zip(replay.parameters(), grads):
+            q.grad = g
+        replay_opt.step()
+    expected = joint if accept else replay
+    for a, b in zip(net.parameters(), expected.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert sum(a for a, _ in model.accept_log.counts().values()) == int(accept)
 
 
 @pytest.mark.parametrize('accept', [False, True])
@@ -122,11 +172,11 @@ def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, da
 
 def test_gate_options_are_checked_only_where_a_gate_runs(tmp_path, data, monkeypatch):
     """The baselines never gate, so gate settings that ADL rejects are fine for them; ADL names the option."""
-    chunked = {'gate': {'criterion': 'paired_target', 'every': 4}}
-    build(tmp_path, make_options(str(tmp_path), data, name='base_ok', adl={'mode': 'target_only', **chunked}),
+    no_target = {'gate': {'criterion': 'paired_target'}, 'target_batch': 0}
+    build(tmp_path, make_options(str(tmp_path), data, name='base_ok', adl={'mode': 'target_only', **no_target}),
           monkeypatch)
-    with pytest.raises(OptionError, match='gate.every'):
-        build(tmp_path, make_options(str(tmp_path), data, name='adl_chunk', adl=chunked), monkeypatch)
+    with pytest.raises(OptionError, match='target_batch'):
+        build(tmp_path, make_options(str(tmp_path), data, name='adl_no_target', adl=no_target), monkeypatch)
     with pytest.raises(OptionError, match='revert_optimizer'):
         build(tmp_path, make_options(str(tmp_path), data, name='adl_moments',
                                      adl={'gate': {'criterion': 'paired_target', 'revert_optimizer': False}}),

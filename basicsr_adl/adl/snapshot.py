@@ -97,7 +97,8 @@ class TrainingSnapshot:
             for key, value in values.items():
                 pstate[key] = copy.deepcopy(value)
         for group, saved_group in zip(self.optimizer.param_groups, self._groups):
-            group.update(copy.deepcopy(saved_group))
+            # the learning rate belongs to the scheduler, which a revert does not rewind: keep the live one
+            group.update({k: copy.deepcopy(v) for k, v in saved_group.items() if k != 'lr'})
         self.captured = False
 
     @torch.no_grad()

@@ -168,10 +168,10 @@ class ADLModel(SRModel):
                               f"rejected batch; on_reject must be target_step, got '{self.on_reject}'")
         if self.on_reject not in ON_REJECT:
             raise OptionError(f"option 'adl.gate.on_reject': '{self.on_reject}' is not one of {', '.join(ON_REJECT)}")
-        if gated and self.on_reject == 'target_step' and (self.gate_every != 1 or self.target_batch < 1):
-            raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.gate.every: 1 and "
-                              'adl.target_batch >= 1 (it replays the target half of the rejected step)')
-        self._target_grads: Optional[List[Optional[torch.Tensor]]] = None
+        if gated and self.on_reject == 'target_step' and self.target_batch < 1:
+            raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.target_batch >= 1 (it replays "
+                              'the target part of the rejected steps)')
+        self._pending_target: Optional[List[Optional[torch.Tensor]]] = None  # target gradient of the step in flight
         self._joint_snapshot: Optional[TrainingSnapshot] = None  # the joint step while its rival is scored
 
         val_opt = dict(a.get('validation') or {})
@@ -291,7 +291,8 @@ class ADLModel(SRModel):
 
         With ``target_from`` (the index where the batch's target patches start) the batch is run as two parts
         whose losses are weighted by their sizes (the same gradient as one pass for a mean loss), and the
-        target part's gradient is kept in ``self._target_grads`` for :meth:`_target_replay`."""
+        target part's gradient and the step's learning rates are appended to the chunk's ``target_steps`` for
+        :meth:`_target_replay`."""
         self.optimizer_g.zero_grad()
         if target_from is None:
             output = self._forward(self.net_g, batch['lq'], batch)
@@ -307,8 +308,8 @@ class ADLModel(SRModel):
                 l_pix = l_pix + loss.detach()
                 if i == 0:  # the target part's gradient, scaled back to a target-only mean loss
                     scale = n / (n - target_from)
-                    self._target_grads = [None if q.grad is None else q.grad.detach() * scale
-                                          for q in self.net_g.parameters()]
+                    self._pending_target = [None if q.grad is None else q.grad.detach() * scale
+                                            for q in self.net_g.parameters()]
         finite = _comm([1.0 if bool(torch.isfinite(l_pix)) else 0.0], self.device)
         if _distributed():
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -322,6 +323,10 @@ class ADLModel(SRModel):
             return False
         if target_from is None:
             l_pix.backward()
+        else:  # only steps actually taken are replayed
+            self.chunk.setdefault('target_steps', []).append(
+                {'grads': self._pending_target, 'lr': [g['lr'] for g in self.optimizer_g.param_groups]})
+        self._pending_target = None
         self.optimizer_g.step()
         self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=l_pix)))
         return True
@@ -336,15 +341,23 @@ class ADLModel(SRModel):
         return self.score(val)
 
     def _target_replay(self) -> None:
-        """After a revert: step on the rejected batch's target patches alone (adl.gate.on_reject: target_step),
-        so a harmful source batch does not also cost the target its step."""
-        if self._target_grads is None:
-            return
+        """After a revert: replay the chunk's steps on their target patches alone (adl.gate.on_reject:
+        target_step), so a harmful source batch does not also cost the target its steps. Each step reuses the
+        target gradient recorded during the joint step (exact for a chunk of one step; for longer chunks the
+        gradients were taken along the joint path) and that step's learning rates."""
+        steps = self.chunk.get('target_steps') or []
+        live_lr = [g['lr'] for g in self.optimizer_g.param_groups]
+        for record in steps:
+            self.optimizer_g.zero_grad()
+            for group, lr in zip(self.optimizer_g.param_groups, record['lr']):
+                group['lr'] = lr
+            for q, g in zip(self.net_g.parameters(), record['grads']):
+                q.grad = None if g is None else g.to(q.device)
+            self.optimizer_g.step()
+        for group, lr in zip(self.optimizer_g.param_groups, live_lr):
+            group['lr'] = lr  # the scheduler's rate for this iteration, not the chunk start's
         self.optimizer_g.zero_grad()
-        for q, g in zip(self.net_g.parameters(), self._target_grads):
-            q.grad = g  # the kept gradient itself: it is dropped after this step
-        self.optimizer_g.step()
-        self._target_grads = None
+        self.chunk['target_steps'] = []
 
     def _update_ema(self) -> None:
         if getattr(self, 'ema_decay', 0) > 0:
@@ -404,6 +417,7 @@ class ADLModel(SRModel):
         last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
         if chunk['pos'] >= self.gate_every or last_adapt:
             candidate = self.score(chunk['val'])
+            stepped = bool(chunk.get('target_steps')) if self.on_reject == 'target_step' else stepped
             if self.gate.against_target_step and stepped:
                 chunk['prev'] = self._score_target_step(chunk['val'])
             accept = self.gate.decide(candidate, chunk['prev'] if chunk['prev'] is not None else candidate)
@@ -423,7 +437,6 @@ class ADLModel(SRModel):
                     stepped_on = True
             if stepped_on:
                 self._update_ema()
-            self._target_grads = None
             self.accept_log.record(domain, accept, step)
             if self.write_rank_decisions:
                 self.decisions.append((current_iter, domain, accept, candidate, chunk['prev']))
