@@ -14,6 +14,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Dict, List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -37,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument('--tolerance', type=float, default=0.0, help='paired gate tolerance in dB')
     p.add_argument('--base-ch', type=int, default=16, help='ModulatedUNet width')
     p.add_argument('--seed', type=int, default=10)
+    p.add_argument('--seeds', type=int, nargs='+', default=None,
+                   help='several training seeds: every method is trained once per seed and the table gives the '
+                        'mean and each seed (differences between methods smaller than the spread are noise)')
     p.add_argument('--out', default=osp.join('results', 'adl_demo'), help='folder for the table, heatmap and strip')
     p.add_argument('--workdir', default='.', help='where experiments/ and options/ of the runs go')
     return p.parse_args(argv)
@@ -59,51 +63,80 @@ def write_strip(path: str, triples, labels, meta=None) -> str:
     return labelled_strip(path, [to_rgb(img) for img in triples], labels)
 
 
+def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
+    """The demo's table: one row per method (mean over seeds, then each seed's PSNR when there are several)."""
+    several = len(seeds) > 1
+    head = f'{"method":<14}{"PSNR (dB)":>10}{"SSIM":>9}{"train s":>9}'
+    if several:
+        head += '   PSNR per seed (' + ', '.join(str(s) for s in seeds) + ')'
+    lines = [f'Target {target}: {n_test} held-out test pairs; {args.iters} iterations per method, '
+             f'gate {args.gate} (every {args.gate_every}, tolerance {args.tolerance} dB)'
+             + (f'; mean over {len(seeds)} seeds' if several else ''),
+             head, f'{"noisy input":<14}{noisy["psnr"]:>10.2f}{noisy["ssim"]:>9.4f}{"":>9}']
+
+    def mean(mode, key):
+        return sum(r[mode][key] for r in per_seed) / len(per_seed)
+    for mode, label in METHODS:
+        line = f'{label:<14}{mean(mode, "psnr"):>10.2f}{mean(mode, "ssim"):>9.4f}{mean(mode, "seconds"):>9.0f}'
+        if several:
+            line += '   ' + ', '.join(f'{r[mode]["psnr"]:.2f}' for r in per_seed)
+        lines.append(line)
+    totals: Dict[str, List[int]] = {}
+    for r in per_seed:
+        for source, (acc, n) in accept_counts(r['adl']['experiment']).items():
+            totals.setdefault(source, [0, 0])
+            totals[source][0] += acc
+            totals[source][1] += n
+    lines.append('ADL accepted source steps: ' + ', '.join(f'{s} {a}/{n}' for s, (a, n) in totals.items()))
+    gaps = [r['adl']['psnr'] - max(r['target_only']['psnr'], r['finetune']['psnr']) for r in per_seed]
+    line = f'ADL - best baseline: {sum(gaps) / len(gaps):+.2f} dB'
+    if several:
+        line += ' (per seed ' + ', '.join(f'{g:+.2f}' for g in gaps) + ')'
+    lines.append(line)
+    return '\n'.join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     manifest = ensure_embedded_data(args.data)
     target = args.target or manifest['target']
     gate = {'criterion': args.gate, 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
             'revert_optimizer': True}
-    results, exp_dirs, opts = {}, {}, {}
+    seeds = args.seeds or [args.seed]
+    per_seed = []  # one {mode: result} per seed; the first seed's runs give the heatmap and the strip
+    exp_dirs = {}
     dataset = None
-    for mode, label in METHODS:
-        name = f'ADL_demo_{target}_{mode}'
-        opt = embedded_options(name, mode, manifest, args.data, target=target, total_iter=args.iters, gate=gate,
-                               base_ch=args.base_ch, seed=args.seed)
-        print(f'[{label}] training {args.iters} iterations ...', flush=True)
-        with Timer() as t:
-            exp_dirs[mode] = run_training(opt, args.workdir)
-        dataset = dataset or test_dataset(opt)
-        results[mode] = evaluate_run(opt, exp_dirs[mode], dataset, keep_outputs=1)
-        results[mode]['seconds'] = t.seconds
-        opts[mode] = opt
-        print(f'[{label}] done in {t.seconds:.0f} s: PSNR {results[mode]["psnr"]:.2f} dB, '
-              f'SSIM {results[mode]["ssim"]:.4f}', flush=True)
-
-    noisy = noisy_input_scores(dataset)
-    lines = [f'Target {target}: {len(dataset)} held-out test pairs; {args.iters} iterations per method, '
-             f'gate {args.gate} (every {args.gate_every}, tolerance {args.tolerance} dB)',
-             f'{"method":<14}{"PSNR (dB)":>10}{"SSIM":>9}{"train s":>9}',
-             f'{"noisy input":<14}{noisy["psnr"]:>10.2f}{noisy["ssim"]:>9.4f}{"":>9}']
-    for mode, label in METHODS:
-        r = results[mode]
-        lines.append(f'{label:<14}{r["psnr"]:>10.2f}{r["ssim"]:>9.4f}{r["seconds"]:>9.0f}')
-    counts = accept_counts(exp_dirs['adl'])
-    lines.append('ADL accepted source steps: ' + ', '.join(f'{s} {a}/{n}' for s, (a, n) in counts.items()))
-    best_baseline = max(results['target_only']['psnr'], results['finetune']['psnr'])
-    lines.append(f'ADL - best baseline: {results["adl"]["psnr"] - best_baseline:+.2f} dB')
-    table = '\n'.join(lines)
+    for seed in seeds:
+        results = {}
+        for mode, label in METHODS:
+            name = f'ADL_demo_{target}_{mode}' + (f'_seed{seed}' if len(seeds) > 1 else '')
+            opt = embedded_options(name, mode, manifest, args.data, target=target, total_iter=args.iters,
+                                   gate=gate, base_ch=args.base_ch, seed=seed)
+            tag = f'[{label}' + (f', seed {seed}]' if len(seeds) > 1 else ']')
+            print(f'{tag} training {args.iters} iterations ...', flush=True)
+            with Timer() as t:
+                exp = run_training(opt, args.workdir)
+            dataset = dataset or test_dataset(opt)
+            results[mode] = evaluate_run(opt, exp, dataset, keep_outputs=1 if not per_seed else 0)
+            results[mode]['seconds'] = t.seconds
+            results[mode]['experiment'] = exp
+            if not per_seed:
+                exp_dirs[mode] = exp
+            print(f'{tag} done in {t.seconds:.0f} s: PSNR {results[mode]["psnr"]:.2f} dB, '
+                  f'SSIM {results[mode]["ssim"]:.4f}', flush=True)
+        per_seed.append(results)
+    table = results_table_text(per_seed, seeds, noisy_input_scores(dataset), target, len(dataset), args)
     print('\n' + table)
 
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'table.txt'), 'w') as fh:
         fh.write(table + '\n')
-    lq, _, gt = results['adl']['outputs'][0]
+    first = per_seed[0]
+    lq, _, gt = first['adl']['outputs'][0]
     reader, keys = getattr(dataset, 'gt_reader', None), getattr(dataset, 'keys', None)
     meta = reader.meta(keys[0]) if reader is not None and keys else None
     strip = write_strip(osp.join(args.out, 'strip.png'),
-                        [lq] + [results[m]['outputs'][0][1] for m, _ in METHODS] + [gt],
+                        [lq] + [first[m]['outputs'][0][1] for m, _ in METHODS] + [gt],
                         ['noisy'] + [label for _, label in METHODS] + ['clean'], meta)
     print(f'\ntable:   {osp.abspath(osp.join(args.out, "table.txt"))}')
     print(f'heatmap: {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_heatmap.png"))}')

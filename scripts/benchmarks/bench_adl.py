@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     p.add_argument('--data', default=osp.join('datasets', 'embedded', 'raw'))
     p.add_argument('--repeats', type=int, default=15)
     p.add_argument('--val-crop', type=int, default=64, help='V\' centre-crop size (packed pixels)')
-    p.add_argument('--gates', nargs='+', default=['paired_target:1', 'paired:1', 'paired:4', 'paper:1'],
+    p.add_argument('--gates', nargs='+', default=['paired_target:1', 'paired_target:4', 'paired:1', 'paired:4', 'paper:1'],
                    help='criterion:every pairs to time')
     p.add_argument('--mod-size', type=int, default=256, help='packed input size for the modulation benchmark')
     p.add_argument('--mod-base-ch', type=int, default=32)
