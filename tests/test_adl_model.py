@@ -63,7 +63,7 @@ def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, da
     assert sum(a for a, _ in model.accept_log.counts().values()) == 1
 
 
-def one_stage2_step_against_replay(model, monkeypatch, keep_joint: bool):
+def one_stage2_step_against_replay(model, monkeypatch, keep_joint: bool, reduction: str = 'mean'):
     """Take one stage-2 step (iteration 2) and replay the step that should survive on a fresh copy from the
     pre-step state (one AdamW step on the joint batch, or on its target patches alone); returns
     (live net, replayed net, drawn parts, weights before the step)."""
@@ -80,7 +80,8 @@ def one_stage2_step_against_replay(model, monkeypatch, keep_joint: bool):
     ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-3)
     ref_opt.load_state_dict(before_opt)
     used = batch if keep_joint else {k: v[len(parts[0][1]):] for k, v in batch.items()}
-    torch.nn.functional.l1_loss(ref(used['lq'], **{k: used[k] for k in model.net_meta}), used['gt']).backward()
+    torch.nn.functional.l1_loss(ref(used['lq'], **{k: used[k] for k in model.net_meta}), used['gt'],
+                                reduction=reduction).backward()
     ref_opt.step()
     return net, ref, parts, before_net
 
@@ -153,17 +154,19 @@ def test_chunked_paired_target_replays_each_steps_target_gradient(tmp_path, data
     assert sum(a for a, _ in model.accept_log.counts().values()) == int(accept)
 
 
-@pytest.mark.parametrize('accept', [False, True])
-def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, data, monkeypatch, accept):
+@pytest.mark.parametrize('accept,reduction', [(False, 'mean'), (True, 'mean'), (False, 'sum'), (True, 'sum')])
+def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, data, monkeypatch, accept, reduction):
     """paired_target: the joint step is compared with the target-only step on the same V'; the loser is
-    discarded exactly (weights and AdamW state equal a manual replay of the winner from the pre-step state)."""
-    opt = make_options(str(tmp_path), data, name=f'ptarget{accept}', stages=(1, 4, 1), total_iter=6,
+    discarded exactly (weights and AdamW state equal a manual replay of the winner from the pre-step state),
+    for a mean and a summed pixel loss."""
+    opt = make_options(str(tmp_path), data, name=f'ptarget{accept}{reduction}', stages=(1, 4, 1), total_iter=6,
                        adl={'gate': {'criterion': 'paired_target'}, 'target_batch': 2})
     model = build(tmp_path, opt, monkeypatch)
+    model.cri_pix.reduction = reduction
     model.optimize_parameters(1)
     scored = []
     monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: scored.append((cand, prev)) or accept)
-    net, ref, parts, _ = one_stage2_step_against_replay(model, monkeypatch, keep_joint=accept)
+    net, ref, parts, _ = one_stage2_step_against_replay(model, monkeypatch, keep_joint=accept, reduction=reduction)
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert len(scored) == 1 and scored[0][0] != scored[0][1]  # two different weights were scored

@@ -171,6 +171,11 @@ class ADLModel(SRModel):
         if gated and self.on_reject == 'target_step' and self.target_batch < 1:
             raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.target_batch >= 1 (it replays "
                               'the target part of the rejected steps)')
+        if gated and self.on_reject == 'target_step' and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net_g.modules()):
+            self.logger.warning('ADL: the net has BatchNorm layers; with adl.gate.on_reject: target_step (and the '
+                                'paired_target gate) each stage-2 step runs the target and source patches as two '
+                                'passes, so batch statistics are per part, not per joint batch')
         self._pending_target: Optional[List[Optional[torch.Tensor]]] = None  # target gradient of the step in flight
         self._joint_snapshot: Optional[TrainingSnapshot] = None  # the joint step while its rival is scored
 
@@ -300,14 +305,17 @@ class ADLModel(SRModel):
         else:
             n = batch['lq'].shape[0]
             parts = [slice(target_from, n), slice(0, target_from)]
+            summed = getattr(self.cri_pix, 'reduction', 'mean') == 'sum'  # a summed loss adds up as it is
             l_pix = 0.0
             for i, part in enumerate(parts):
                 sub = {k: v[part] for k, v in batch.items()}
-                loss = self.cri_pix(self._forward(self.net_g, sub['lq'], sub), sub['gt']) * (sub['lq'].shape[0] / n)
+                loss = self.cri_pix(self._forward(self.net_g, sub['lq'], sub), sub['gt'])
+                if not summed:
+                    loss = loss * (sub['lq'].shape[0] / n)
                 loss.backward()
                 l_pix = l_pix + loss.detach()
                 if i == 0:  # the target part's gradient, scaled back to a target-only mean loss
-                    scale = n / (n - target_from)
+                    scale = 1.0 if summed else n / (n - target_from)
                     self._pending_target = [None if q.grad is None else q.grad.detach() * scale
                                             for q in self.net_g.parameters()]
         finite = _comm([1.0 if bool(torch.isfinite(l_pix)) else 0.0], self.device)
