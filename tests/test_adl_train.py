@@ -92,12 +92,17 @@ def test_ddp_two_gloo_ranks_take_identical_decisions_and_weights(tmp_path, data)
     assert len({d[1] for d in r0['decisions']}) >= 1
 
 
-def test_kill_and_auto_resume_mid_stage2_matches_uninterrupted_run(tmp_path, data):
+@pytest.mark.parametrize('gate,decisions', [({'criterion': 'paper', 'queue_size': 3}, 6),
+                                            ({'criterion': 'paired_target', 'every': 2}, 3)],
+                         ids=['paper', 'paired_target_every2'])
+def test_kill_and_auto_resume_mid_stage2_matches_uninterrupted_run(tmp_path, data, gate, decisions):
+    """Killed at iteration 6 (stage 2 runs 4..9): with chunks of 2 that is inside a chunk, so the revert
+    point and the chunk's recorded target gradients must come back from the training state."""
     full_dir, cut_dir = tmp_path / 'full', tmp_path / 'cut'
     full_dir.mkdir()
     cut_dir.mkdir()
     kw = dict(name='adl_resume', total_iter=12, stages=(3, 6, 3), checkpoint_freq=3,
-              adl={'gate': {'criterion': 'paper', 'queue_size': 3}, 'write_rank_decisions': True})
+              adl={'gate': gate, 'write_rank_decisions': True})
     full = make_options(str(full_dir), data, **kw)
     cut = make_options(str(cut_dir), data, **kw)
     run_train(str(full_dir), full)
@@ -111,10 +116,10 @@ def test_kill_and_auto_resume_mid_stage2_matches_uninterrupted_run(tmp_path, dat
         assert torch.equal(a[k], b[k]), k
     ca = list(csv.DictReader(open(full_dir / 'experiments' / 'adl_resume' / 'adl_accept_rates.csv')))
     cb = list(csv.DictReader(open(cut_dir / 'experiments' / 'adl_resume' / 'adl_accept_rates.csv')))
-    assert ca == cb and sum(int(r['total']) for r in ca) == 6
+    assert ca == cb and sum(int(r['total']) for r in ca) == decisions
     da = json.load(open(full_dir / 'experiments' / 'adl_resume' / 'adl_decisions_rank0.json'))
     db = json.load(open(cut_dir / 'experiments' / 'adl_resume' / 'adl_decisions_rank0.json'))
-    assert len(da['decisions']) == 6 and da == db  # same domains, V' scores and gate decisions
+    assert len(da['decisions']) == decisions and da == db  # same domains, V' scores and gate decisions
 
 
 def test_adl_on_embedded_raw_lmdbs_with_recipe_and_evaluation(tmp_path):
