@@ -176,7 +176,6 @@ class ADLModel(SRModel):
             self.logger.warning('ADL: the net has BatchNorm layers; with adl.gate.on_reject: target_step (and the '
                                 'paired_target gate) each stage-2 step runs the target and source patches as two '
                                 'passes, so batch statistics are per part, not per joint batch')
-        self._pending_target: Optional[List[Optional[torch.Tensor]]] = None  # target gradient of the step in flight
         self._joint_snapshot: Optional[TrainingSnapshot] = None  # the joint step while its rival is scored
 
         val_opt = dict(a.get('validation') or {})
@@ -299,6 +298,7 @@ class ADLModel(SRModel):
         target part's gradient and the step's learning rates are appended to the chunk's ``target_steps`` for
         :meth:`_target_replay`."""
         self.optimizer_g.zero_grad()
+        target_grads = None
         if target_from is None:
             output = self._forward(self.net_g, batch['lq'], batch)
             l_pix = self.cri_pix(output, batch['gt'])
@@ -316,8 +316,8 @@ class ADLModel(SRModel):
                 l_pix = l_pix + loss.detach()
                 if i == 0:  # the target part's gradient, scaled back to a target-only mean loss
                     scale = 1.0 if summed else n / (n - target_from)
-                    self._pending_target = [None if q.grad is None else q.grad.detach() * scale
-                                            for q in self.net_g.parameters()]
+                    target_grads = [None if q.grad is None else q.grad.detach() * scale
+                                    for q in self.net_g.parameters()]
         finite = _comm([1.0 if bool(torch.isfinite(l_pix)) else 0.0], self.device)
         if _distributed():
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
@@ -333,8 +333,7 @@ class ADLModel(SRModel):
             l_pix.backward()
         else:  # only steps actually taken are replayed
             self.chunk.setdefault('target_steps', []).append(
-                {'grads': self._pending_target, 'lr': [g['lr'] for g in self.optimizer_g.param_groups]})
-        self._pending_target = None
+                {'grads': target_grads, 'lr': [g['lr'] for g in self.optimizer_g.param_groups]})
         self.optimizer_g.step()
         self.log_dict.update(self.reduce_loss_dict(OrderedDict(l_pix=l_pix)))
         return True
