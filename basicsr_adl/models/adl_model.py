@@ -419,13 +419,13 @@ class ADLModel(SRModel):
         source_idx = self._per_rank_indices(list(range(self.domains.domain_size(domain))), self.batch_size)
         target_idx = self._per_rank_indices(chunk['train'], self.target_batch)
         batch = self._draw_batch([(domain, source_idx), (self.domains.target, target_idx)])
-        stepped = self._train_step(batch, len(source_idx) if self.on_reject == 'target_step' else None)
+        self._train_step(batch, len(source_idx) if self.on_reject == 'target_step' else None)
         chunk['pos'] += 1
         last_adapt = current_iter == self.schedule.pretrain_iters + self.schedule.adapt_iters
         if chunk['pos'] >= self.gate_every or last_adapt:
             candidate = self.score(chunk['val'])
-            stepped = bool(chunk.get('target_steps')) if self.on_reject == 'target_step' else stepped
-            if self.gate.against_target_step and stepped:
+            replayable = bool(chunk.get('target_steps'))  # steps taken whose target part can be replayed
+            if self.gate.against_target_step and replayable:
                 chunk['prev'] = self._score_target_step(chunk['val'])
             accept = self.gate.decide(candidate, chunk['prev'] if chunk['prev'] is not None else candidate)
             flag = _comm([1.0 if accept else 0.0], self.device)
@@ -434,12 +434,12 @@ class ADLModel(SRModel):
             accept = bool(flag.item() > 0.5)
             stepped_on = accept  # whether the live weights are a new step (EMA follows them)
             if self.gate.against_target_step:
-                if accept and stepped:
+                if accept and replayable:
                     self._joint_snapshot.restore()  # back to the joint step (the target-only one is live)
                 stepped_on = True
             elif not accept:
                 self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
-                if self.on_reject == 'target_step' and stepped:
+                if self.on_reject == 'target_step' and replayable:
                     self._target_replay()
                     stepped_on = True
             if stepped_on:
