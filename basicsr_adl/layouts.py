@@ -5,20 +5,25 @@
 * ``reside``: ``<root>/hazy/<id>_<...>.<ext>`` with ``<root>/{clear,gt,GT}/<id>.<ext>`` (RESIDE ITS/OTS/SOTS:
   several hazy versions per clear image; the id is the part before the first ``_``).
 * ``ihaze`` / ``ohaze``: ``*_hazy.<ext>`` with ``*_GT.<ext>`` anywhere under ``<root>`` (I-HAZE, O-HAZE).
-* ``folder``: ``<root>/lq/<name>`` with ``<root>/gt/<name>`` (same file names).
+* ``folder``: ``<root>/lq/`` with ``<root>/gt/``, paired by name (``basicsr_adl.pairing``: same stems, or the
+  same after removing marker words such as lq/gt, noisy/clean, blur/sharp).
 
 Every function returns sorted ``(lq_path, gt_path)`` pairs and raises ``LayoutError`` naming unpaired files.
 """
 import os
 from typing import Dict, List, Tuple
 
+from basicsr_adl.errors import DataError
+from basicsr_adl.pairing import PairingError, pair_names
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 LAYOUTS = ('gopro', 'reside', 'ihaze', 'ohaze', 'folder')
 Pair = Tuple[str, str]
 
 
-class LayoutError(ValueError):
-    """The folder does not match the layout, or some files have no partner (named in the message)."""
+class LayoutError(DataError, ValueError):
+    """The folder does not match the layout, or some files have no partner (named in the message); a
+    ``DataError``, so ``train.py`` prints it as one line."""
 
 
 def _images(folder: str) -> List[str]:
@@ -37,11 +42,15 @@ def _unpaired(names: List[str], where: str) -> None:
 
 
 def pairs_by_name(lq_dir: str, gt_dir: str) -> List[Pair]:
+    """Pairs of two folders by the project's one name rule (``basicsr_adl.pairing``): same stems, or the same
+    after removing marker words (``x_blur`` <-> ``x_sharp``, ``x_lq`` <-> ``x_gt``)."""
     _require_dir(lq_dir, 'lq')
     _require_dir(gt_dir, 'gt')
-    lq, gt = set(_images(lq_dir)), set(_images(gt_dir))
-    _unpaired(sorted(lq ^ gt), f'{lq_dir} / {gt_dir}')
-    return [(os.path.join(lq_dir, n), os.path.join(gt_dir, n)) for n in sorted(lq)]
+    try:
+        named = pair_names(_images(lq_dir), _images(gt_dir), where=f'{lq_dir} / {gt_dir}', tmpl_option=None)
+    except PairingError as err:
+        raise LayoutError(str(err)) from None
+    return [(os.path.join(lq_dir, p.noisy), os.path.join(gt_dir, p.clean)) for p in named]
 
 
 def gopro_pairs(root: str, blur_folder: str = 'blur') -> List[Pair]:

@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Convert a folder of noisy/clean RAW pairs (same file names in two folders) into two RAW LMDBs.
+"""Convert a folder of noisy/clean RAW pairs (two folders, files paired by name) into two RAW LMDBs.
+
+Pairing (basicsr_adl.pairing): same stems, or the same after removing marker words (noisy/gt, lq/hq, ...:
+0001_NOISY.dng <-> 0001_GT.dng); --filename-tmpl '{}_noisy' pairs <clean stem>_noisy with <clean stem>. A file
+with two partners or none stops the conversion naming the files.
 
 Files: anything rawpy reads (DNG, ARW, CR2, NEF, ...), or bare mosaics (.png/.tif/.tiff/.npy, or headerless
 uint16 with --raw-shape) described by a metadata.json in the folder or by the options below.
@@ -17,7 +21,9 @@ from basicsr_adl.raw.script_utils import add_output_args, run
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--lq', required=True, help='folder of noisy files')
-    parser.add_argument('--gt', required=True, help='folder of clean files (same names)')
+    parser.add_argument('--gt', required=True, help='folder of clean files (paired by name)')
+    parser.add_argument('--filename-tmpl', help="noisy stem = template.format(clean stem), e.g. '{}_noisy' "
+                        '(default: pair by name)')
     parser.add_argument('--pattern', help='Bayer pattern of bare mosaics: RGGB, BGGR, GRBG or GBRG')
     parser.add_argument('--black', type=float, nargs='+', help='black level (1 or 4 values R,G1,G2,B)')
     parser.add_argument('--white', type=float, nargs='+', help='white level (1 or 4 values)')
@@ -29,7 +35,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     overrides = {'pattern': args.pattern, 'black': args.black, 'white': args.white, 'iso': args.iso,
                  'exposure': args.exposure, 'sensor': args.sensor, 'raw_shape': args.raw_shape}
-    return run(lambda: folder_pairs(args.lq, args.gt, overrides), args)
+    return run(lambda: folder_pairs(args.lq, args.gt, overrides, args.filename_tmpl), args,
+               distinct_inputs=(('--lq', args.lq), ('--gt', args.gt)))
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ import time
 
 from basicsr_adl.raw.embedded import DEFAULT_OUT, DEFAULT_TARGET, build_embedded_raw
 from basicsr_adl.raw.noise_models import NOISE_MODEL_SENSORS
+from basicsr_adl.raw.script_utils import interrupted_message
 
 
 def main(argv=None) -> int:
@@ -33,6 +34,10 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM turned into atomic.Interrupted
+        message, code = interrupted_message(err, args.out)
+        print(message, file=sys.stderr)
+        return code
     pairs = sum(d['train_pairs'] + d['test_pairs'] for d in manifest['domains'].values())
     print(f'wrote {pairs} pairs for {len(manifest["sensors"])} sensors (target {manifest["target"]}) to {args.out} '
           f'in {time.time() - start:.1f} s')

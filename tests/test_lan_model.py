@@ -116,7 +116,7 @@ def test_missing_checkpoint_is_one_clear_line(tmp_path):
     ({'loss': 'l2'}, "option 'lan.loss': unknown loss 'l2'; choices: zsn2n, nbr2nbr"),
     ({'iters': 5, 'report_iters': [0, 10]}, "option 'lan.report_iters'"),
     ({'odd_size': 'mirror'}, "odd_size 'mirror'"),
-    ({'itres': 5}, "unknown option(s) 'lan.itres'"),
+    ({'itres': 5}, "unknown option 'lan.itres'; did you mean 'lan.iters'?"),
 ])
 def test_bad_lan_options_name_the_option(lan, message):
     with pytest.raises(OptionError, match=re.escape(message)):

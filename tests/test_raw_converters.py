@@ -99,7 +99,7 @@ def test_folder_converter_shape_mismatch_and_missing_clean(tmp_path):
         converters.write_pairs(pairs, str(tmp_path / 'lq.lmdb'), str(tmp_path / 'gt.lmdb'), progress=False)
     assert not (tmp_path / 'lq.lmdb').exists()
     write_fake_dng(str(tmp_path / 'noisy' / 'b.dng'), random_mosaic(rng, (24, 26)), 'RGGB')
-    with pytest.raises(FileNotFoundError, match=r'no clean file for .*b\.dng'):
+    with pytest.raises(ValueError, match=r'1 file\(s\) without a partner in .*noisy b\.dng'):
         converters.folder_pairs(str(tmp_path / 'noisy'), str(tmp_path / 'clean'))
 
 

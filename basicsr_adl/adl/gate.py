@@ -86,6 +86,8 @@ class PaperQueueGate(Gate):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.queue = [float(v) for v in state['queue']]
+        while len(self.queue) > self.queue_size:  # saved with a longer queue: drop as a push would
+            self.queue.remove(min(self.queue))
 
 
 class PairedGate(Gate):
@@ -154,7 +156,7 @@ class PairedGainQueueGate(Gate):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.gains = [float(v) for v in state['gains']]
+        self.gains = [float(v) for v in state['gains']][-self.queue_size:]  # a shorter queue keeps the newest
 
 
 class AlwaysAcceptGate(Gate):

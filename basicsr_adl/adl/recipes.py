@@ -5,6 +5,21 @@ LMDBs laid out as ``<root>/<sensor>/{train,test}_{lq,gt}.lmdb`` (the embedded se
 """
 from typing import Any, Dict, List
 
+from basicsr_adl.options_schema import ADL_SECTION, defaults
+
+_ADL = defaults(ADL_SECTION)  # the schema holds the defaults; the files spell out the gate and V' settings
+GATE_KEYS = ('criterion', 'tolerance', 'queue_size', 'every', 'revert_optimizer')
+
+
+def default_gate() -> Dict[str, Any]:
+    """The schema's default gate settings (on_reject is left to its criterion-dependent default)."""
+    return {k: _ADL['gate'][k] for k in GATE_KEYS}
+
+
+def default_validation() -> Dict[str, Any]:
+    """The schema's default dynamic-validation settings."""
+    return dict(_ADL['validation'])
+
 EMBEDDED_SENSORS = ['SonyA7S2', 'NikonD850', 'CanonEOS5D4', 'IMX686', 'HuaweiPhone']
 EMBEDDED_TARGET = 'IMX686'
 EMBEDDED_ROOT = 'datasets/embedded/raw'
@@ -28,7 +43,7 @@ def raw_domain(root: str, sensor: str, sensors: List[str], split: str, gt_size: 
 def adl_options(name: str, mode: str, target: str, sources: List[str], sensors: List[str], root: str,
                 gt_size: int, batch: int, target_batch: int, network: Dict[str, Any], total_iter: int,
                 stages: List[int], lr: float, val_crop: int, num_gpu: int, print_freq: int, ckpt_freq: int,
-                val_freq: int, target_pairs: int = None, heatmap_epochs: int = 10,
+                val_freq: int, target_pairs: int = None, heatmap_epochs: int = _ADL['heatmap_epochs'],
                 gate: Dict[str, Any] = None, augment: bool = True) -> Dict[str, Any]:
     domains = {target: raw_domain(root, target, sensors, 'train', gt_size, augment)}
     for s in sources:
@@ -57,9 +72,8 @@ def adl_options(name: str, mode: str, target: str, sources: List[str], sensors: 
         'adl': {
             'mode': mode, 'pretrain_iters': stages[0], 'adapt_iters': stages[1], 'finetune_iters': stages[2],
             'target_batch': target_batch, 'val_crop': val_crop, 'heatmap_epochs': heatmap_epochs,
-            'gate': gate or {'criterion': 'paired_target', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
-                             'revert_optimizer': True},
-            'validation': {'dynamic': True, 'start_fraction': 0.2, 'end_fraction': 0.5, 'iso_diverse_below': 10},
+            'gate': gate or default_gate(),
+            'validation': default_validation(),
         },
         'val': {'val_freq': val_freq, 'save_img': False,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0},

@@ -10,6 +10,7 @@ torchvision_shim.install()
 import basicsr  # noqa: E402  (must come after the shim)
 
 from basicsr_adl.compat import dist, entrypoints, optim, resume  # noqa: E402
+from basicsr_adl.compat import lmdb_check  # noqa: E402
 
 _installed = False
 
@@ -22,6 +23,7 @@ def install() -> None:
     dist.install()
     resume.install()
     entrypoints.install()
+    lmdb_check.install()
     _installed = True
 
 

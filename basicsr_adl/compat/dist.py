@@ -8,11 +8,19 @@ only, leaving the other ranks to wait in the next collective. Here:
 * DDP gets ``device_ids`` only for CUDA modules;
 * ``SRModel.dist_validation`` shards the validation set over ranks, runs the model's own
   ``nondist_validation`` on each shard with the unwrapped net, and all-reduces the metric sums, so every
-  rank does the same amount of work and ends with the same numbers.
+  rank does the same amount of work and ends with the same numbers;
+* collectives wait at most ``dist_params.timeout`` seconds (default in ``basicsr_adl.options_schema``, 300)
+  instead of 30 minutes. BasicSR's ``parse_options`` starts the group without ``dist_params`` for
+  ``--launcher pytorch``, so the entry point hands the options file to :func:`use_options` first. When a
+  collective times out, :func:`exit_if_rank_timeout` prints one line naming the rank that did not answer and
+  ends the process (``os._exit``: tearing down a gloo group whose peer is stopped can hang).
 """
+import logging
 import os
+import sys
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional
+from datetime import timedelta
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -24,6 +32,8 @@ from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
 
 BACKEND_ENV = 'BASICSR_ADL_DIST_BACKEND'
+EXIT_RANK_TIMEOUT = 3  # exit status of a rank that gave up waiting for another one
+_timeout_s: Optional[float] = None  # dist_params.timeout of the run being started (use_options)
 
 
 def default_backend() -> str:
@@ -41,7 +51,90 @@ def init_dist(launcher: str, backend: Optional[str] = None, **kwargs) -> None:
     backend = backend or default_backend()
     if backend == 'nccl':
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    kwargs.setdefault('timeout', timedelta(seconds=collective_timeout()))
+    _install_excepthook()
     dist.init_process_group(backend=backend, **kwargs)
+
+
+def use_options(opt: Dict[str, Any]) -> None:
+    """Take ``dist_params.timeout`` from the options file (checked and defaulted by the options schema)."""
+    global _timeout_s
+    from basicsr_adl.options_schema import dist_params_options
+    _timeout_s = float(dist_params_options(opt)['timeout'])
+
+
+def collective_timeout() -> float:
+    """Seconds a collective waits: the options' ``dist_params.timeout``, else the schema's default."""
+    if _timeout_s is not None:
+        return _timeout_s
+    from basicsr_adl.options_schema import dist_params_options
+    return float(dist_params_options({})['timeout'])
+
+
+def _caller(err: BaseException) -> str:
+    """The innermost frame outside torch in ``err``'s traceback: where the collective was called."""
+    where, tb = 'a collective', err.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if 'torch' not in code.co_filename.split(os.sep):
+            name = getattr(code, 'co_qualname', code.co_name)
+            where = f'{name} ({os.path.basename(code.co_filename)}:{tb.tb_lineno})'
+        tb = tb.tb_next
+    return where
+
+
+def rank_timeout_message(err: BaseException) -> Optional[str]:
+    """The one-line report for a collective that timed out or lost its peer, or None for other errors."""
+    if not isinstance(err, RuntimeError) or not dist.is_available():
+        return None
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    elif 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:  # the rendezvous itself timed out
+        rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    else:
+        return None
+    text = str(err).lower()
+    from_dist = isinstance(err, getattr(dist, 'DistError', ())) or 'gloo' in text or 'nccl' in text
+    timed_out = 'timed out' in text
+    lost = 'connection closed by peer' in text or 'connection reset by peer' in text
+    if not from_dist or not (timed_out or lost) or world < 2:
+        return None
+    others = [r for r in range(world) if r != rank]
+    who = f'rank {others[0]}' if len(others) == 1 else f"one of ranks {', '.join(map(str, others))}"
+    if timed_out:
+        return (f'rank {rank} waited more than dist_params.timeout = {collective_timeout():g} s for another rank in '
+                f'{_caller(err)}; {who} is hung or dead')
+    return f'rank {rank} lost its connection to another rank in {_caller(err)}; {who} is dead'
+
+
+def exit_if_rank_timeout(err: BaseException) -> None:
+    """For a collective timeout: one line on stderr (and in the run's log file), then end the process now."""
+    message = rank_timeout_message(err)
+    if message is None:
+        return
+    line = f'basicsr_adl: error: {message}'
+    record = logging.LogRecord('basicsr', logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger('basicsr').handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+            handler.flush()
+    print(line, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(EXIT_RANK_TIMEOUT)
+
+
+def _install_excepthook() -> None:
+    """BasicSR's own scripts (``python -m basicsr.train``) have no handler of ours: report timeouts here."""
+    previous = sys.excepthook
+    if getattr(previous, 'basicsr_adl', False):
+        return
+
+    def hook(kind, err, tb):
+        exit_if_rank_timeout(err)
+        previous(kind, err, tb)
+
+    hook.basicsr_adl = True
+    sys.excepthook = hook
 
 
 def _model_to_device(self, net):

@@ -6,11 +6,16 @@ from an uninterrupted one. Here the training state also records how many batches
 consumed and every rank's RNG states (plus anything a model adds through ``extra_training_state``); on
 resume the prefetcher replays the consumed batches of that epoch (so data workers' random crops line up)
 and then restores the RNG states, so the resumed run continues exactly where the saved one stood.
+
+``--auto_resume`` takes the newest state that loads: a truncated or otherwise unloadable one (or one whose
+network file is missing) is skipped with one warning naming it, and everything (iteration, replayed batches,
+RNG states) then comes from the state actually loaded. An unloadable ``path.resume_state`` is one error
+naming the file.
 """
 import os
 import os.path as osp
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +26,8 @@ from basicsr.data.prefetch_dataloader import CPUPrefetcher
 from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.misc import check_resume
+
+from basicsr_adl.compat.options_check import OptionError
 
 STATE_KEY = 'basicsr_adl'
 _pending_resume: Dict[str, Any] = {}
@@ -125,6 +132,8 @@ _basicsr_resume_training = BaseModel.resume_training
 
 
 def _resume_training(self, resume_state: Dict[str, Any]) -> None:
+    for note in _pending_resume.pop('warnings', []):  # found before BasicSR's logger had its log file
+        get_root_logger().warning(note)
     _basicsr_resume_training(self, resume_state)
     ours = resume_state.get(STATE_KEY)
     if ours is None:  # a state written by plain BasicSR: resume as BasicSR would
@@ -139,11 +148,62 @@ def _resume_training(self, resume_state: Dict[str, Any]) -> None:
         self.load_extra_training_state(ours['extra'])
 
 
-def latest_state_path(states_dir: str) -> Optional[str]:
+def state_paths(states_dir: str) -> List[str]:
+    """The ``<iter>.state`` files of ``states_dir``, newest (highest iteration) first."""
     if not osp.isdir(states_dir):
-        return None
+        return []
     iters = [int(f[:-len('.state')]) for f in os.listdir(states_dir) if f.endswith('.state') and f[:-6].isdigit()]
-    return osp.join(states_dir, f'{max(iters)}.state') if iters else None
+    return [osp.join(states_dir, f'{i}.state') for i in sorted(iters, reverse=True)]
+
+
+def latest_state_path(states_dir: str) -> Optional[str]:
+    paths = state_paths(states_dir)
+    return paths[0] if paths else None
+
+
+def _map_location(opt: Dict[str, Any]) -> torch.device:
+    if opt.get('num_gpu', 0) and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def _read_state(path: str, map_location: torch.device) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The training state at ``path``, or None and why it cannot be used."""
+    try:
+        state = torch.load(path, map_location=map_location)
+    except Exception as err:  # noqa: BLE001  (a damaged file raises RuntimeError, EOFError, pickle or zip errors)
+        reason = (str(err).strip().splitlines() or [''])[0]
+        return None, f'truncated or corrupt: {type(err).__name__}: {reason}'[:300]
+    if not isinstance(state, dict) or 'iter' not in state:
+        return None, 'not a training state (no iteration in it)'
+    return state, ''
+
+
+def _missing_networks(opt: Dict[str, Any], resume_iter: int) -> List[str]:
+    """Network files ``check_resume`` will point the nets at for ``resume_iter`` that do not exist."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    files = [osp.join(opt['path']['models'], f"net_{key.replace('network_', '')}_{resume_iter}.pth")
+             for key in opt if key.startswith('network_') and key not in ignored]
+    return [f for f in files if not osp.isfile(f)]
+
+
+def _newest_good_state(states_dir: str, opt: Dict[str, Any]) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """--auto_resume: the newest state that loads and has its network files; skipped ones become warnings."""
+    paths, skipped = state_paths(states_dir), []
+    for path in paths:
+        state, why = _read_state(path, _map_location(opt))
+        if state is not None:
+            missing = _missing_networks(opt, state['iter'])
+            if not missing:
+                _pending_resume['warnings'] = [f"Resume: skipped training state '{p}' ({w}); resuming from "
+                                               f"'{path}'." for p, w in skipped]
+                return path, state
+            why = f"its network file '{missing[0]}' is missing"
+        skipped.append((path, why))
+    if skipped:
+        raise OptionError(f"--auto_resume: none of the {len(paths)} training states under '{states_dir}' can be "
+                          f"used; the newest, '{skipped[0][0]}': {skipped[0][1]}")
+    return None, None
 
 
 def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -151,20 +211,20 @@ def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     from basicsr_adl.compat.entrypoints import usable_root
     opt['root_path'] = usable_root(opt['root_path'])  # before BasicSR derives tb_logger/ from it
     if opt['auto_resume']:
-        path = latest_state_path(osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states'))
-        if path is not None:
-            opt['path']['resume_state'] = path
+        path, state = _newest_good_state(osp.join(opt['root_path'], 'experiments', opt['name'], 'training_states'),
+                                         opt)
+        if path is None:
+            return None
+        opt['path']['resume_state'] = path
     else:
         path = opt['path'].get('resume_state')
-    if not path:
-        return None
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"path.resume_state: no training state at '{path}'")
-    if opt.get('num_gpu', 0) and torch.cuda.is_available():
-        map_location = torch.device('cuda', torch.cuda.current_device())
-    else:
-        map_location = torch.device('cpu')
-    state = torch.load(path, map_location=map_location)
+        if not path:
+            return None
+        if not osp.isfile(path):
+            raise OptionError(f"option 'path.resume_state': no training state at '{path}'")
+        state, why = _read_state(path, _map_location(opt))
+        if state is None:
+            raise OptionError(f"option 'path.resume_state': '{path}' cannot be loaded ({why})")
     for rng in (state.get(STATE_KEY) or {}).get('rng_per_rank') or []:
         rng['torch'] = rng['torch'].cpu()  # RNG states must stay CPU byte tensors
         if 'cuda' in rng:

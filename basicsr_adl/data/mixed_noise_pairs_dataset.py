@@ -8,7 +8,9 @@ probability ``1 - synthetic_prob``) or a clean image with synthetic Poisson-Gaus
 Options (BasicSR dataset options; unknown ``noise.*`` keys are errors):
 
 * ``real_pairs``: list of ``{dataroot, naming}`` with ``naming`` ``subfolders`` (``noisy/`` or ``lq/`` + ``gt/``,
-  paired by number) or ``polyu`` (``*_real`` / ``*_mean`` in one folder); may be empty if ``clean_images`` is not;
+  paired by name as in ``basicsr_adl.pairing``, or by an entry key ``filename_tmpl``: noisy stem =
+  ``filename_tmpl.format(gt stem)``) or ``polyu`` (``*_real`` / ``*_mean`` in one folder); may be empty if
+  ``clean_images`` is not;
 * ``clean_images``: list of ``{dataroot, naming}``, ``naming`` ``folder`` (every image), ``subfolders`` /
   ``polyu`` (the clean image of each pair); ``clean_from_real: true`` adds the GTs of ``real_pairs``;
 * ``synthetic_prob`` (default 0.5; 0 = real only, 1 = synthetic only), ``noise`` (``NoiseConfig`` ranges),
@@ -50,19 +52,22 @@ def _sources(opt: Dict[str, Any], key: str, namings: Tuple[str, ...], name: str)
         if entry.get('naming', namings[0]) not in namings:
             raise OptionError(f"option '{name}.{key}[{i}].naming' must be one of {', '.join(namings)}, "
                               f"got {entry.get('naming')!r}")
+        if entry.get('filename_tmpl') is not None and entry.get('naming', namings[0]) != 'subfolders':
+            raise OptionError(f"option '{name}.{key}[{i}].filename_tmpl' needs naming: subfolders")
     return entries
 
 
-def _pairs(entry: Dict[str, str]) -> List[Tuple[str, str]]:
+def _pairs(entry: Dict[str, str], where: str = 'filename_tmpl') -> List[Tuple[str, str]]:
     naming = entry.get('naming', 'subfolders')
     found = (polyu_pairs(entry['dataroot']) if naming == 'polyu'
-             else subfolder_pairs(entry['dataroot'], camera='unknown'))
+             else subfolder_pairs(entry['dataroot'], camera='unknown', filename_tmpl=entry.get('filename_tmpl'),
+                                  tmpl_option=where))
     return [(p.noisy, p.clean) for p in found]
 
 
-def _clean_files(entry: Dict[str, str]) -> List[str]:
+def _clean_files(entry: Dict[str, str], where: str = 'filename_tmpl') -> List[str]:
     if entry.get('naming', 'folder') != 'folder':
-        return [clean for _, clean in _pairs(entry)]
+        return [clean for _, clean in _pairs(entry, where)]
     root = entry['dataroot']
     if not os.path.isdir(root):
         raise RealPairsError(f'folder not found: {root}')
@@ -78,11 +83,11 @@ class MixedNoisePairsDataset(data.Dataset):
         self.opt = opt
         name = opt.get('name', 'MixedNoisePairsDataset')
         self.real: List[Tuple[str, str]] = []
-        for entry in _sources(opt, 'real_pairs', PAIR_NAMINGS, name):
-            self.real += _pairs(entry)
+        for i, entry in enumerate(_sources(opt, 'real_pairs', PAIR_NAMINGS, name)):
+            self.real += _pairs(entry, f'{name}.real_pairs[{i}].filename_tmpl')
         self.clean: List[str] = []
-        for entry in _sources(opt, 'clean_images', CLEAN_NAMINGS, name):
-            self.clean += _clean_files(entry)
+        for i, entry in enumerate(_sources(opt, 'clean_images', CLEAN_NAMINGS, name)):
+            self.clean += _clean_files(entry, f'{name}.clean_images[{i}].filename_tmpl')
         if opt.get('clean_from_real', False):
             self.clean += [gt for _, gt in self.real]
         self.synthetic_prob = opt.get('synthetic_prob', 0.5)

@@ -25,6 +25,7 @@ in ``domains``; ``iso`` is the item's own ``iso``, else the domain's ``iso`` opt
 ISO then stops with an error naming the option).
 """
 import math
+import os
 from copy import deepcopy
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -147,7 +148,21 @@ class MultiDomainDataset(data.Dataset):
         iso = float('nan') if iso is None else float(iso)
         out = {'lq': item['lq'], 'gt': item['gt'], 'sensor': torch.tensor(sensor, dtype=torch.long),
                'iso': torch.tensor(iso, dtype=torch.float32), 'domain': name}
+        for key in ('lq_path', 'gt_path'):  # where the pair comes from, to name it in messages
+            if item.get(key) is not None:
+                out[key] = item[key]
         return out
+
+    def source_of(self, name: str, item: Dict[str, Any], part: str) -> str:
+        """Where the noisy (``part`` 'lq') or clean ('gt') image of ``item`` comes from, for a message: its
+        file, or its key in the LMDB named by the domain's ``dataroot_<part>``."""
+        where = item.get(f'{part}_path')
+        if where is None:
+            return f"(no {part}_path given by {self._domain_opts[name]['type']})"
+        root = self._domain_opts[name].get(f'dataroot_{part}')
+        if os.path.isfile(str(where)) or not root:
+            return f"'{where}'"
+        return f"key '{where}' in '{root}'"
 
     def train_item(self, name: str, index: int) -> Dict[str, Any]:
         """One training sample (the sub-dataset's own random crop/augmentation) of domain ``name``.

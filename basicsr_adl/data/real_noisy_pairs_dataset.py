@@ -14,11 +14,12 @@ from basicsr_adl.real_pairs import RealPairsError, polyu_pairs, split_pairs_by_s
 
 @DATASET_REGISTRY.register()
 class RealNoisyPairsDataset(data.Dataset):
-    """Options: ``dataroot``; ``naming`` (polyu | subfolders); ``cameras`` (keep only these); ``camera``/``iso``
-    (labels for subfolders without meta.csv); ``split`` (all | train | test) with ``test_scenes`` or
-    ``test_fraction`` + ``split_seed``; ``sensors`` (the camera order that defines ``sensor`` indices; default:
-    the cameras found, sorted); ``max_pairs``; ``cache`` (keep decoded images in memory); BasicSR's
-    ``gt_size``, ``use_hflip``, ``use_rot``, ``phase``.
+    """Options: ``dataroot``; ``naming`` (polyu | subfolders); ``filename_tmpl`` (subfolders only: noisy stem =
+    ``filename_tmpl.format(gt stem)``, e.g. ``'{}_noisy'``; default: pair by name, ``basicsr_adl.pairing``);
+    ``cameras`` (keep only these); ``camera``/``iso`` (labels for subfolders without meta.csv); ``split``
+    (all | train | test) with ``test_scenes`` or ``test_fraction`` + ``split_seed``; ``sensors`` (the camera
+    order that defines ``sensor`` indices; default: the cameras found, sorted); ``max_pairs``; ``cache`` (keep
+    decoded images in memory); BasicSR's ``gt_size``, ``use_hflip``, ``use_rot``, ``phase``.
 
     Samples: ``lq``, ``gt`` (RGB float in [0, 1]), ``sensor`` (index into ``sensors``), ``iso``, ``scene``,
     ``lq_path``, ``gt_path``.
@@ -31,9 +32,12 @@ class RealNoisyPairsDataset(data.Dataset):
         if 'dataroot' not in opt:
             raise RealPairsError("RealNoisyPairsDataset: missing option 'dataroot'")
         if naming == 'polyu':
+            if opt.get('filename_tmpl') is not None:
+                raise RealPairsError("RealNoisyPairsDataset: option 'filename_tmpl' needs naming: subfolders "
+                                     "(naming: polyu pairs '_real' with '_mean')")
             pairs = polyu_pairs(opt['dataroot'])
         elif naming == 'subfolders':
-            pairs = subfolder_pairs(opt['dataroot'], opt.get('camera'), opt.get('iso'))
+            pairs = subfolder_pairs(opt['dataroot'], opt.get('camera'), opt.get('iso'), opt.get('filename_tmpl'))
         else:
             raise RealPairsError(f"RealNoisyPairsDataset: option 'naming' must be polyu or subfolders, got {naming!r}")
         if opt.get('cameras'):

@@ -30,17 +30,17 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_adl.adl.accept_log import AcceptLog
-from basicsr_adl.adl.gate import GATE_CRITERIA, build_gate
+from basicsr_adl.adl.gate import build_gate
+from basicsr_adl.adl.resume_options import ResumeMismatch, compare_left_out, compare_options
 from basicsr_adl.adl.schedule import SOURCE_ADAPT, STAGE_NAMES, TARGET_FINETUNE, TARGET_PRETRAIN, StageSchedule
 from basicsr_adl.adl.snapshot import TrainingSnapshot
 from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
 from basicsr_adl.compat.dist import collective_device
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
+from basicsr_adl.options_schema import ADL_MODES, ON_REJECT, adl_stage_lengths, adl_options  # noqa: F401
 
-MODES = ('adl', 'finetune', 'target_only')
-# what a rejected stage-2 step leaves: nothing (the paper) or the step on its target patches alone
-ON_REJECT = ('revert', 'target_step')
+MODES = ADL_MODES  # the options, their defaults and checks: basicsr_adl.options_schema.ADL_SECTION
 METADATA_ARGS = ('sensor', 'iso')
 HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'
 
@@ -80,7 +80,7 @@ class ADLModel(SRModel):
     """SRModel with ADL's three-stage training and gated source steps (see module docstring)."""
 
     def __init__(self, opt: Dict[str, Any]) -> None:
-        self._adl_opt = dict(opt.get('adl') or {})
+        self._adl_opt = adl_options(opt)  # adl:, checked, with every default filled
         self.val_defaults: Dict[str, Any] = {}
         super().__init__(opt)
         self._setup_metadata()
@@ -90,9 +90,7 @@ class ADLModel(SRModel):
         if hasattr(self, 'net_meta'):
             return
         net_meta = metadata_args(self.get_bare_model(self.net_g))
-        use_meta = self._adl_opt.get('use_metadata', 'auto')
-        if use_meta not in ('auto', True, False):
-            raise OptionError(f"option 'adl.use_metadata': expected auto, true or false, got {use_meta!r}")
+        use_meta = self._adl_opt['use_metadata']
         if use_meta is True and not net_meta:
             raise OptionError(f"option 'adl.use_metadata' is true but network_g ({self.opt['network_g']['type']}) "
                               'takes no sensor/iso argument in forward(); use a modulated net or set it to auto')
@@ -104,73 +102,51 @@ class ADLModel(SRModel):
         self._setup_metadata()
         a, opt = self._adl_opt, self.opt
         self.logger = get_root_logger()
-        self.mode = a.get('mode', 'adl')
-        if self.mode not in MODES:
-            raise OptionError(f"option 'adl.mode': '{self.mode}' is not one of {', '.join(MODES)}")
+        self.mode = a['mode']
         total = int(opt['train']['total_iter'])
-        explicit = [k for k in ('pretrain_iters', 'adapt_iters', 'finetune_iters') if a.get(k) is not None]
-        if explicit and len(explicit) < 3:
-            missing = [k for k in ('pretrain_iters', 'adapt_iters', 'finetune_iters') if k not in explicit]
-            raise OptionError(f"option 'adl.{missing[0]}' is missing: give all three stage lengths or none "
-                              '(default 10 % / 80 % / 10 % of train.total_iter)')
         try:
-            if explicit:
-                self.schedule = StageSchedule(int(a['pretrain_iters']), int(a['adapt_iters']), int(a['finetune_iters']))
-            else:
-                p, f = int(round(0.1 * total)), int(round(0.1 * total))
-                self.schedule = StageSchedule(p, total - p - f, f)
+            self.schedule = StageSchedule(*adl_stage_lengths(a, total))
         except ValueError as err:
             raise OptionError(f"option 'adl.*_iters': {err}") from err
-        self._schedule_explicit = bool(explicit)
+        self._schedule_explicit = a['pretrain_iters'] is not None
         if self.schedule.total != total:
             self.logger.warning(f'ADL stage lengths sum to {self.schedule.total} but train.total_iter is {total}; '
                                 'stage 3 runs until total_iter.')
 
-        dopt = opt['datasets']['train']
-        if dopt.get('type') != MultiDomainDataset.__name__:
-            raise OptionError(f"option 'datasets.train.type': ADLModel needs MultiDomainDataset, got '{dopt.get('type')}'")
+        dopt = opt['datasets']['train']  # a MultiDomainDataset (checked by adl_options)
         self.domains: MultiDomainDataset = build_dataset(dopt)
         if self.mode != 'target_only' and not self.domains.sources:
             raise OptionError(f"option 'datasets.train.sources': adl.mode '{self.mode}' needs at least one source "
                               'domain besides the target')
         self.batch_size = int(dopt['batch_size_per_gpu'])
-        self.target_batch = int(a.get('target_batch', self.batch_size))
-        if self.target_batch < 0:
-            raise OptionError(f"option 'adl.target_batch' must be >= 0, got {self.target_batch}")
-        self.val_crop = a.get('val_crop', 128)
+        self.target_batch = int(a['target_batch'])
+        self.val_crop = a['val_crop']
         n_target = self.domains.domain_size(self.domains.target)
 
-        # V' is scored on cached centre crops of the whole target pairs.
-        self.val_cache = [self._cache_item(self.domains.target_eval_item(i)) for i in range(n_target)]
+        # V' is scored on cached centre crops of the whole target pairs. A pair holding NaN/Inf anywhere would
+        # turn every V' that holds it into a rejection and poison the steps that draw it: it is named once and
+        # left out of V' and of the target draws.
+        self.val_cache, self.target_left_out = [], []
+        for i in range(n_target):
+            item = self.domains.target_eval_item(i)
+            if not self._pair_is_finite(i, item):
+                self.target_left_out.append(i)
+            self.val_cache.append(self._cache_item(item))
+        self.target_usable = [i for i in range(n_target) if i not in self.target_left_out]
+        self._check_usable_targets(n_target)
         self.val_defaults = {'sensor': self.val_cache[0]['sensor'], 'iso': self.val_cache[0]['iso']}
         self._check_metadata()
 
-        gate_opt = dict(a.get('gate') or {})
-        criterion = gate_opt.get('criterion', 'paired_target')
-        if criterion not in GATE_CRITERIA:
-            raise OptionError(f"option 'adl.gate.criterion': '{criterion}' is unknown; "
-                              f"choices: {', '.join(sorted(GATE_CRITERIA))}")
+        gate_opt = a['gate']  # criterion, on_reject, revert_optimizer and target_batch agree (adl_options)
+        criterion = gate_opt['criterion']
         try:
-            self.gate = build_gate(criterion, int(gate_opt.get('queue_size', 10)), float(gate_opt.get('tolerance', 0.0)))
+            self.gate = build_gate(criterion, gate_opt['queue_size'], float(gate_opt['tolerance']))
         except ValueError as err:
             raise OptionError(f"option 'adl.gate': {err}") from err
-        self.gate_every = int(gate_opt.get('every', 1))
-        if self.gate_every < 1:
-            raise OptionError(f"option 'adl.gate.every' must be >= 1, got {self.gate_every}")
-        self.revert_optimizer = bool(gate_opt.get('revert_optimizer', True))
-        self.on_reject = gate_opt.get('on_reject', 'target_step' if self.gate.against_target_step else 'revert')
-        gated = self.mode == 'adl' and self.schedule.adapt_iters > 0  # the baselines never gate: no checks
-        if gated and self.gate.against_target_step and not self.revert_optimizer:
-            raise OptionError("option 'adl.gate.revert_optimizer': the paired_target gate compares two steps from "
-                              'the same optimizer state and needs the exact revert; set it to true')
-        if gated and self.gate.against_target_step and self.on_reject != 'target_step':
-            raise OptionError(f"option 'adl.gate.on_reject': the {criterion} gate keeps the target-only step of a "
-                              f"rejected batch; on_reject must be target_step, got '{self.on_reject}'")
-        if self.on_reject not in ON_REJECT:
-            raise OptionError(f"option 'adl.gate.on_reject': '{self.on_reject}' is not one of {', '.join(ON_REJECT)}")
-        if gated and self.on_reject == 'target_step' and self.target_batch < 1:
-            raise OptionError("option 'adl.gate.on_reject: target_step' needs adl.target_batch >= 1 (it replays "
-                              'the target part of the rejected steps)')
+        self.gate_every = gate_opt['every']
+        self.revert_optimizer = gate_opt['revert_optimizer']
+        self.on_reject = gate_opt['on_reject']
+        gated = self.mode == 'adl' and self.schedule.adapt_iters > 0  # the baselines never gate
         if gated and self.on_reject == 'target_step' and any(
                 isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net_g.modules()):
             self.logger.warning('ADL: the net has BatchNorm layers; with adl.gate.on_reject: target_step (and the '
@@ -178,34 +154,56 @@ class ADLModel(SRModel):
                                 'passes, so batch statistics are per part, not per joint batch')
         self._joint_snapshot: Optional[TrainingSnapshot] = None  # the joint step while its rival is scored
 
-        val_opt = dict(a.get('validation') or {})
-        self.dynamic_val = bool(val_opt.get('dynamic', True))
+        val_opt = a['validation']
+        self.dynamic_val = val_opt['dynamic']
         if self.mode == 'adl' and self.schedule.adapt_iters > 0:
             if n_target < 2:
                 raise OptionError(f"option 'datasets.train.target_pairs': the target '{self.domains.target}' has "
                                   f'{n_target} pair(s); ADL needs at least 2 (one for V\', one to train on)')
             try:
                 self.sampler = DynamicValidationSampler(
-                    n_target, [float(c['iso']) for c in self.val_cache], float(val_opt.get('start_fraction', 0.2)),
-                    float(val_opt.get('end_fraction', 0.5)), int(val_opt.get('iso_diverse_below', 10)))
+                    n_target, [float(c['iso']) for c in self.val_cache], float(val_opt['start_fraction']),
+                    float(val_opt['end_fraction']), val_opt['iso_diverse_below'],
+                    excluded=self.target_left_out)
             except ValueError as err:
                 raise OptionError(f"option 'adl.validation': {err}") from err
 
-        self.seed = int(opt.get('manual_seed') or 0) + int(a.get('seed_offset', 0))
+        self.seed = int(opt.get('manual_seed') or 0) + a['seed_offset']
         self.shared_gen = torch.Generator().manual_seed(self.seed)  # identical on every rank
         self.snapshot = TrainingSnapshot(self.get_bare_model(self.net_g), self.optimizer_g)
         self.accept_log = AcceptLog(self.domains.sources or ['-'], max(self.schedule.adapt_iters, 1),
-                                    int(a.get('heatmap_epochs', 10)))
+                                    a['heatmap_epochs'])
         self.chunk: Dict[str, Any] = {'pos': 0}
         self.log_dict = OrderedDict()
         self.fixed_val: Optional[Tuple[List[int], List[int]]] = None
         self.nan_skips = 0
         # (iter, domain, accepted, candidate PSNR, previous PSNR) per decision, kept only when dumped per rank
-        self.write_rank_decisions = bool(a.get('write_rank_decisions', False))
+        self.write_rank_decisions = a['write_rank_decisions']
         self.decisions: List[Tuple[int, str, bool, float, Optional[float]]] = []
         self.logger.info(f'ADL: mode={self.mode}, stages {self.schedule}, target={self.domains.target} '
                          f'({n_target} pairs), sources={self.domains.sources}, gate={criterion} '
                          f'(every {self.gate_every}), metadata to net: {list(self.net_meta) or "none"}')
+
+    def _pair_is_finite(self, index: int, item: Dict[str, Any]) -> bool:
+        """Whether the whole noisy and clean images of target pair ``index`` are finite; else one warning."""
+        bad = [f"{label} image {self.domains.source_of(self.domains.target, item, part)}"
+               for part, label in (('lq', 'noisy'), ('gt', 'clean'))
+               if not bool(torch.isfinite(torch.as_tensor(item[part])).all())]
+        if bad:
+            self.logger.warning(f"ADL: target pair {index} of '{self.domains.target}' holds NaN/Inf values in its "
+                                f"{' and '.join(bad)}; it is left out of V' and of the target training draws")
+        return not bad
+
+    def _check_usable_targets(self, n_target: int) -> None:
+        """Enough finite target pairs for the mode: 2 when ADL gates (V' and T_train), else 1."""
+        if not self.target_left_out:
+            return  # a target set that is too small is reported below, naming datasets.train.target_pairs
+        need = 2 if self.mode == 'adl' and self.schedule.adapt_iters > 0 else 1
+        usable = len(self.target_usable)
+        if usable < need:
+            raise OptionError(f"option 'datasets.train.domains.{self.domains.target}': {len(self.target_left_out)} "
+                              f"of the target's {n_target} pairs hold NaN/Inf values (named in the warnings), "
+                              f"{usable} usable pair(s) left; adl.mode '{self.mode}' needs at least {need}")
 
     def _cache_item(self, item: Dict[str, Any]) -> Dict[str, Any]:
         return {'lq': centre_crop(torch.as_tensor(item['lq']), self.val_crop).contiguous(),
@@ -272,8 +270,7 @@ class ADLModel(SRModel):
 
     def optimize_parameters(self, current_iter: int) -> None:
         stage = self.stage_at(current_iter)
-        n_target = self.domains.domain_size(self.domains.target)
-        all_target = list(range(n_target))
+        all_target = self.target_usable  # the target pairs without NaN/Inf
         self.log_dict = OrderedDict()
         if self.mode == 'target_only' or (self.mode == 'finetune' and stage == TARGET_FINETUNE) or \
                 (self.mode == 'adl' and stage != SOURCE_ADAPT):
@@ -533,6 +530,25 @@ class ADLModel(SRModel):
             if self.write_rank_decisions:
                 self.dump_rank_decisions()
 
+    def _resume_options(self) -> Dict[str, Any]:
+        """The options a training state depends on, as this run uses them (None: not used here)."""
+        sampler = getattr(self, 'sampler', None)
+        return {
+            'adl.mode': self.mode,
+            'adl.gate.criterion': self.gate.name,
+            'adl.gate.queue_size': getattr(self.gate, 'queue_size', None),
+            'adl.gate.tolerance': getattr(self.gate, 'tolerance', None),
+            'adl.gate.every': self.gate_every,
+            'adl.gate.on_reject': self.on_reject,
+            'adl.gate.revert_optimizer': self.revert_optimizer,
+            'adl.target_batch': self.target_batch,
+            'adl.validation.dynamic': self.dynamic_val,
+            'adl.validation.start_fraction': sampler.start_fraction if sampler else None,
+            'adl.validation.end_fraction': sampler.end_fraction if sampler else None,
+            'adl.validation.iso_diverse_below': sampler.diverse_below if sampler else None,
+            'datasets.train.target_pairs': list(self.domains.target_indices),
+        }
+
     def extra_training_state(self) -> Dict[str, Any]:
         chunk = dict(self.chunk)
         state = {
@@ -545,6 +561,8 @@ class ADLModel(SRModel):
             'fixed_val': self.fixed_val,
             'nan_skips': self.nan_skips,
             'decisions': list(self.decisions),
+            'options': self._resume_options(),  # checked on resume (adl/resume_options.py)
+            'target_left_out': list(self.target_left_out),
         }
         if chunk['pos'] > 0:  # checkpoint inside a gated chunk: the revert point must survive
             state['snapshot'] = self.snapshot.state_dict()
@@ -557,10 +575,21 @@ class ADLModel(SRModel):
                 self.logger.warning(f'ADL: resuming with stages {self.schedule}, the saved run had {saved}')
             else:
                 self.schedule = saved
-        if state['mode'] != self.mode:
-            raise OptionError(f"option 'adl.mode': the training state was written in mode '{state['mode']}', "
-                              f"not '{self.mode}'")
-        self.gate.load_state_dict(state['gate'])
+        in_use = list(state['chunk'].get('val') or []) + list(state['chunk'].get('train') or []) + \
+            [i for part in (state.get('fixed_val') or []) for i in part]
+        try:
+            notes = compare_options(state.get('options') or {'adl.mode': state['mode']}, self._resume_options())
+            notes += compare_left_out(state.get('target_left_out') or [], self.target_left_out, in_use)
+        except ResumeMismatch as err:
+            raise OptionError(str(err)) from err
+        for note in notes:
+            self.logger.warning(f'ADL: {note}')
+        try:
+            self.gate.load_state_dict(state['gate'])
+        except KeyError as err:  # a state saved before the options were recorded, with another criterion
+            raise OptionError(f"option 'adl.gate.criterion': the training state's gate state has no {err} and was "
+                              f"not written by the '{self.gate.name}' gate; resume with the saved criterion, or "
+                              'start a new run under another name') from err
         self.shared_gen.set_state(state['shared_gen'])
         self.accept_log.load_state_dict(state['accept_log'])
         self.chunk = dict(state['chunk'])

@@ -26,11 +26,11 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_adl.compat.options_check import OptionError
-from basicsr_adl.lan import MODES, AdaptConfig, adapt_offset, adapt_weights, make_lean
-from basicsr_adl.lan.losses import LOSS_NAMES
+from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean
+from basicsr_adl.options_schema import LAN_DEFAULT_LR, LAN_SECTION, check_lan_model, lan_options
 
-DEFAULT_LR = {'offset': 5e-4, 'full': 5e-6, 'first_layer': 5e-6, 'last_layer': 5e-6}  # paper / official code
-LAN_KEYS = ('mode', 'loss', 'iters', 'lr', 'report_iters', 'seed', 'lean_backward', 'odd_size', 'nbr_max_weight')
+LAN_KEYS = tuple(LAN_SECTION.fields)  # the options, defaults and checks: basicsr_adl.options_schema.LAN_SECTION
+DEFAULT_LR = LAN_DEFAULT_LR
 METADATA_KEYS = ('sensor', 'iso')
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
                    'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}
@@ -39,36 +39,15 @@ FLOAT_METRICS = {'calculate_psnr': calculate_psnr_pt, 'calculate_ssim': calculat
 
 
 def parse_lan_options(lan: Optional[Dict[str, Any]], manual_seed: Optional[int] = None) -> (str, AdaptConfig, bool):
-    """Validate the ``lan:`` options; return (mode, AdaptConfig, lean_backward). Errors name the option."""
-    lan = dict(lan or {})
-    unknown = sorted(set(lan) - set(LAN_KEYS))
-    if unknown:
-        raise OptionError(f"unknown option(s) 'lan.{unknown[0]}'{' and others' if len(unknown) > 1 else ''}; "
-                          f"known: {', '.join(LAN_KEYS)}")
-    mode = lan.get('mode', 'offset')
-    if mode not in MODES:
-        raise OptionError(f"option 'lan.mode': unknown mode '{mode}'; choices: {', '.join(MODES)}")
-    loss = lan.get('loss', 'zsn2n')
-    if loss not in LOSS_NAMES:
-        raise OptionError(f"option 'lan.loss': unknown loss '{loss}'; choices: {', '.join(LOSS_NAMES)}")
-    iters = lan.get('iters', 20)
-    if not isinstance(iters, int) or isinstance(iters, bool) or iters < 0:
-        raise OptionError(f"option 'lan.iters': expected a non-negative integer, got {iters!r}")
-    if 'report_iters' in lan:
-        report = lan['report_iters']
-        if not isinstance(report, (list, tuple)) or any(not isinstance(k, int) or not 0 <= k <= iters for k in report):
-            raise OptionError(f"option 'lan.report_iters': expected integers in 0..lan.iters={iters}, got {report!r}")
-    else:
-        report = [k for k in (0, 5, 10, 20) if k <= iters]
-    report = sorted(set(report) | {iters})  # the final result is always recorded
+    """Validate the ``lan:`` options (schema defaults filled); return (mode, AdaptConfig, lean_backward)."""
+    lan = lan_options({'lan': lan, 'manual_seed': manual_seed, 'is_train': False})
+    report = sorted(set(lan['report_iters']) | {lan['iters']})  # the final result is always recorded
     try:
-        config = AdaptConfig(loss=loss, iters=iters, lr=float(lan.get('lr', DEFAULT_LR[mode])), report_iters=report,
-                             seed=int(lan.get('seed', manual_seed if manual_seed is not None else 0)),
-                             nbr_max_weight=float(lan.get('nbr_max_weight', 0.1)),
-                             odd_size=lan.get('odd_size', 'pad'))
+        config = AdaptConfig(loss=lan['loss'], iters=lan['iters'], lr=float(lan['lr']), report_iters=report,
+                             seed=lan['seed'], nbr_max_weight=float(lan['nbr_max_weight']), odd_size=lan['odd_size'])
     except ValueError as err:
         raise OptionError(f"option 'lan': {err}")
-    return mode, config, bool(lan.get('lean_backward', True))
+    return lan['mode'], config, lan['lean_backward']
 
 
 def load_checkpoint_strict(net: torch.nn.Module, load_path: str, param_key: Optional[str] = 'params') -> None:
@@ -128,14 +107,9 @@ class LANModel(SRModel):
 
     def __init__(self, opt: Dict[str, Any]) -> None:
         BaseModel.__init__(self, opt)  # SRModel.__init__ would load the checkpoint non-strictly if asked
-        if self.is_train:
-            raise OptionError("LANModel is test-time only; pretrain with model_type 'SRModel' and basicsr_adl/train.py")
+        check_lan_model(opt)  # test-time only; a strictly loaded path.pretrain_network_g
         self.mode, self.lan_config, self.lean_backward = parse_lan_options(opt.get('lan'), opt.get('manual_seed'))
-        load_path = opt['path'].get('pretrain_network_g')
-        if not load_path:
-            raise OptionError("missing required option 'path.pretrain_network_g' (LAN adapts a pretrained network)")
-        if opt['path'].get('strict_load_g', True) is not True:
-            raise OptionError("option 'path.strict_load_g': LANModel always loads the checkpoint strictly; remove it")
+        load_path = opt['path']['pretrain_network_g']
         self.net_g = build_network(opt['network_g'])
         load_checkpoint_strict(self.net_g, load_path, opt['path'].get('param_key_g', 'params'))
         get_root_logger().info(f"LAN: loaded '{load_path}' strictly into {type(self.net_g).__name__}; mode "

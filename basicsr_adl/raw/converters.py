@@ -20,8 +20,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from basicsr_adl.pairing import pair_names
 from basicsr_adl.raw.bayer import normalize_pattern, pack, red_offset
 from basicsr_adl.raw.io import SIDECAR_NAME, RawCapture, RawReadError, load_sidecar, metadata_for, read_raw
+from basicsr_adl.raw.atomic import InterruptGuard, publish_together
 from basicsr_adl.raw.lmdb_store import RawLMDBWriter
 
 
@@ -52,38 +54,65 @@ def _load_capture(path: str, meta: Dict[str, Any]) -> Tuple[np.ndarray, Dict[str
     return capture.packed(), record
 
 
+def same_or_nested(a: str, b: str) -> bool:
+    """True when two paths (after abspath/realpath) are one folder or one lies inside the other."""
+    a, b = (os.path.realpath(os.path.abspath(p)) for p in (a, b))
+    return a == b or a.startswith(b + os.sep) or b.startswith(a + os.sep)
+
+
+def check_distinct_outputs(lq_out: str, gt_out: str) -> None:
+    """The clean LMDB would replace (or live inside) the noisy one: refuse before anything is read."""
+    if same_or_nested(lq_out, gt_out):
+        raise ValueError(f'--out-lq {lq_out} and --out-gt {gt_out} are the same folder (or one is inside the '
+                         'other): give the noisy and the clean LMDB different paths')
+
+
 def write_pairs(pairs: Sequence[PairSpec], lq_out: str, gt_out: str, overwrite: bool = False,
                 progress: bool = True, require_iso: bool = False) -> Dict[str, int]:
-    """Read, pack and write all pairs; nothing appears at ``lq_out``/``gt_out`` unless all succeed."""
+    """Read, pack and write all pairs; both LMDBs appear at ``lq_out``/``gt_out`` or neither does.
+
+    Both are built in temporary sibling folders and renamed together once both are complete; an error,
+    Ctrl-C or SIGTERM (``atomic.Interrupted``) removes them, and a failed ``overwrite`` keeps the old pair.
+    """
+    check_distinct_outputs(lq_out, gt_out)
     if not pairs:
         raise ValueError('no noisy/clean pairs found to convert')
     for out in (lq_out, gt_out):
         if os.path.exists(out) and not overwrite:
             raise FileExistsError(f'{out} already exists (use --overwrite)')
+    lq_writer = RawLMDBWriter(lq_out, overwrite=overwrite, publish=False)
+    gt_writer = RawLMDBWriter(gt_out, overwrite=overwrite, publish=False)
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(pairs), desc=f'-> {os.path.basename(lq_out)}', unit='pair')
     written_gt: Dict[str, Tuple[int, ...]] = {}
     try:
-        with RawLMDBWriter(lq_out, overwrite=overwrite) as lq_writer, \
-                RawLMDBWriter(gt_out, overwrite=overwrite) as gt_writer:
-            for spec in pairs:
-                load = spec.loader or _load_capture
-                lq, lq_meta = load(spec.lq_path, spec.lq_meta)
-                if spec.gt_key not in written_gt:
-                    gt, gt_meta = load(spec.gt_path, spec.gt_meta)
-                    gt_writer.put(spec.gt_key, gt, gt_meta)
-                    written_gt[spec.gt_key] = tuple(gt.shape)
-                if tuple(lq.shape) != written_gt[spec.gt_key]:
-                    raise ValueError(f'shape mismatch: noisy {spec.lq_path} packs to {tuple(lq.shape)} but clean '
-                                     f'{spec.gt_path} to {written_gt[spec.gt_key]}')
-                if require_iso and lq_meta.get('iso') is None:
-                    raise RawReadError(f'{spec.lq_path}: no ISO in the file or the dataset metadata')
-                lq_meta['gt_key'] = spec.gt_key
-                lq_writer.put(spec.lq_key, lq, lq_meta)
-                if bar is not None:
-                    bar.update(1)
+        with InterruptGuard() as guard:
+            with lq_writer, gt_writer:
+                for spec in pairs:
+                    load = spec.loader or _load_capture
+                    lq, lq_meta = load(spec.lq_path, spec.lq_meta)
+                    if spec.gt_key not in written_gt:
+                        gt, gt_meta = load(spec.gt_path, spec.gt_meta)
+                        gt_writer.put(spec.gt_key, gt, gt_meta)
+                        written_gt[spec.gt_key] = tuple(gt.shape)
+                    if tuple(lq.shape) != written_gt[spec.gt_key]:
+                        raise ValueError(f'shape mismatch: noisy {spec.lq_path} packs to {tuple(lq.shape)} but '
+                                         f'clean {spec.gt_path} to {written_gt[spec.gt_key]}')
+                    if require_iso and lq_meta.get('iso') is None:
+                        raise RawReadError(f'{spec.lq_path}: no ISO in the file or the dataset metadata')
+                    lq_meta['gt_key'] = spec.gt_key
+                    lq_writer.put(spec.lq_key, lq, lq_meta)
+                    if bar is not None:
+                        bar.update(1)
+            with guard.holding():  # both complete: publish them as one
+                publish_together([(lq_writer.built_dir, lq_writer.path), (gt_writer.built_dir, gt_writer.path)],
+                                 overwrite=overwrite)
+    except BaseException:
+        lq_writer.abort()
+        gt_writer.abort()
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -98,20 +127,22 @@ def _data_files(folder: str) -> List[str]:
                   if not f.startswith('.') and f != SIDECAR_NAME and os.path.isfile(os.path.join(folder, f)))
 
 
-def folder_pairs(lq_dir: str, gt_dir: str, overrides: Optional[Dict[str, Any]] = None) -> List[PairSpec]:
-    """Pairs of same-named files in two folders; ``metadata.json`` sidecars and ``overrides`` add metadata."""
+def folder_pairs(lq_dir: str, gt_dir: str, overrides: Optional[Dict[str, Any]] = None,
+                 filename_tmpl: Optional[str] = None) -> List[PairSpec]:
+    """Pairs of two folders by name (``basicsr_adl.pairing``: same stems, or the same without marker words such
+    as noisy/gt; or noisy stem = ``filename_tmpl.format(clean stem)``); both LMDBs use the pair's common name
+    as key. ``metadata.json`` sidecars and ``overrides`` add metadata."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     sidecars = {}
     for folder in (lq_dir, gt_dir):
         path = os.path.join(folder, SIDECAR_NAME)
         sidecars[folder] = load_sidecar(path) if os.path.isfile(path) else None
-    gt_files = set(_data_files(gt_dir))
+    named = pair_names(_data_files(lq_dir), _data_files(gt_dir), filename_tmpl, f'{lq_dir} / {gt_dir}',
+                       '--filename-tmpl')
     pairs = []
-    for name in _data_files(lq_dir):
-        if name not in gt_files:
-            raise FileNotFoundError(f'no clean file for {os.path.join(lq_dir, name)} in {gt_dir}')
-        lq_path, gt_path = os.path.join(lq_dir, name), os.path.join(gt_dir, name)
-        key = sanitize_key(os.path.splitext(name)[0])
+    for name, gt_name, common in named:
+        lq_path, gt_path = os.path.join(lq_dir, name), os.path.join(gt_dir, gt_name)
+        key = sanitize_key(common)
         lq_meta = dict(metadata_for(lq_path, sidecars[lq_dir]), **overrides)
         gt_meta = dict(metadata_for(gt_path, sidecars[gt_dir]), **overrides)
         pairs.append(PairSpec(lq_path, gt_path, key, key, lq_meta, gt_meta))

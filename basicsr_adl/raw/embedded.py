@@ -15,13 +15,12 @@ Plain NumPy, no BasicSR import.
 """
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from basicsr_adl.raw.atomic import InterruptGuard, make_temp_dir, publish_together, remove_temp_dir
 from basicsr_adl.raw.bayer import pack
 from basicsr_adl.raw.lmdb_store import RawLMDBWriter
 from basicsr_adl.raw.noise_models import SENSOR_PROFILES, get_profile, sample_iso, synthesize_noisy_uint16
@@ -119,7 +118,8 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
     """Build the embedded multi-sensor RAW set at ``out_dir``; returns the manifest.
 
     ``patch_size`` is in packed pixels (the mosaic is twice as large). The folder appears only when
-    complete (built in a temporary sibling folder, then renamed).
+    complete: it is built in a temporary sibling folder (``atomic.make_temp_dir``) and renamed into place;
+    an error, Ctrl-C or SIGTERM removes it, and a failed ``overwrite`` keeps the old folder.
     """
     sensors = list(sensors or SENSOR_PROFILES)
     unknown = [s for s in sensors if s not in SENSOR_COLOURS]
@@ -138,10 +138,10 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=total, desc='embedded RAW', unit='pair')
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.' + os.path.basename(out_dir) + '.tmp-', dir=parent)
+    guard = InterruptGuard().__enter__()
+    tmp = None
     try:
+        tmp = make_temp_dir(out_dir)
         domains = {}
         for sensor_index, sensor in enumerate(sensors):
             profile = get_profile(sensor)
@@ -179,13 +179,13 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
                                       'package': 'scikit-image (skimage.data)'}}
         with open(os.path.join(tmp, 'manifest.json'), 'w') as handle:
             json.dump(manifest, handle, indent=2)
-        if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        with guard.holding():
+            publish_together([(tmp, out_dir)], overwrite=overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp_dir(tmp)
         raise
     finally:
+        guard.__exit__(None, None, None)
         if bar is not None:
             bar.close()
     return manifest

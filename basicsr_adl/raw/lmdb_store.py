@@ -12,21 +12,27 @@ Layout of one ``*.lmdb`` folder (an LMDB environment plus BasicSR's ``meta_info.
 Why not BasicSR's ``imfrombytes``: it decodes 8-bit PNG/JPEG; RAW needs the exact uint16 values.
 
 The writer streams (one transaction per ``commit_every`` items), doubles the map size on ``MDB_MAP_FULL``
-instead of guessing it, writes into a temporary folder next to the destination and renames it into place
-only after everything succeeded: a failing or interrupted conversion leaves nothing at the destination.
+instead of guessing it, writes into a temporary folder next to the destination (``atomic.make_temp_dir``)
+and renames it into place only after everything succeeded: a failing or interrupted conversion (error,
+Ctrl-C, SIGTERM) leaves nothing at the destination. With ``publish=False`` it stops before the rename, so a
+caller can publish several LMDBs together (``atomic.publish_together``: a noisy/clean pair).
 
 The reader opens the environment lazily on first access, so a Dataset holding it can be pickled into
-DataLoader workers and each worker opens its own read-only handle.
+DataLoader workers and each worker opens its own read-only handle. Opening checks what would otherwise
+crash or fail late: LMDB memory-maps ``data.mdb``, so reading a page past the end of a truncated file is a
+bus error (SIGBUS, no message); the file size is compared with what the environment says it holds first.
+Keys listed in ``meta_info.txt`` but absent from the database are named at open too.
 """
 import json
 import os
 import re
-import shutil
-import tempfile
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type
 
 import lmdb
 import numpy as np
+
+from basicsr_adl.errors import DataError
+from basicsr_adl.raw.atomic import InterruptGuard, make_temp_dir, publish_together, remove_temp_dir
 
 FORMAT_NAME = 'basicsr_adl.raw_lmdb'
 FORMAT_VERSION = 1
@@ -36,7 +42,11 @@ KEY_PATTERN = re.compile(r'^[A-Za-z0-9_\-/]+$')
 ALLOWED_DTYPES = ('uint16', 'uint8', 'float32')
 
 
-class RawLMDBError(RuntimeError):
+class LMDBError(DataError, RuntimeError):
+    """An LMDB folder is truncated, corrupt or lacks keys its ``meta_info.txt`` lists."""
+
+
+class RawLMDBError(LMDBError):
     """A RAW LMDB is missing, corrupt, lacks metadata or a key."""
 
 
@@ -66,16 +76,20 @@ class RawLMDBWriter:
 
     >>> with RawLMDBWriter('train_gt.lmdb') as writer:
     ...     writer.put('scene_001', packed_uint16, {'pattern': 'RGGB', 'black': 512, 'white': 16383})
+
+    ``publish=False``: ``close()`` completes the LMDB in its temporary folder (``built_dir``) and stops; the
+    caller renames it (with others) through ``atomic.publish_together`` and calls ``abort()`` on failure.
     """
 
     def __init__(self, path: str, overwrite: bool = False, initial_map_size: int = 64 << 20,
-                 commit_every: int = 64):
+                 commit_every: int = 64, publish: bool = True):
         self.path = os.path.abspath(path.rstrip('/'))
         if not self.path.endswith('.lmdb'):
             raise ValueError(f'RAW LMDB path must end with .lmdb: {path}')
         if os.path.exists(self.path) and not overwrite:
             raise FileExistsError(f'{self.path} already exists (pass overwrite=True / --overwrite to replace it)')
         self.overwrite = overwrite
+        self.publish = publish
         self.map_size = int(initial_map_size)
         self.commit_every = int(commit_every)
         self._tmp_dir: Optional[str] = None
@@ -85,22 +99,40 @@ class RawLMDBWriter:
         self._order: List[str] = []
         self.bytes_written = 0
         self._closed = False
+        self._guard: Optional[InterruptGuard] = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def __enter__(self) -> 'RawLMDBWriter':
-        self.open()
+        self._guard = InterruptGuard().__enter__()  # SIGTERM -> exception, so __exit__ cleans up
+        try:
+            self.open()
+        except BaseException:
+            self._guard.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        try:
+            if exc_type is None:
+                try:
+                    self.close()
+                except BaseException:
+                    self.abort()
+                    raise
+            else:
+                self.abort()
+        finally:
+            if self._guard is not None:
+                self._guard.__exit__(None, None, None)
+                self._guard = None
+
+    @property
+    def built_dir(self) -> Optional[str]:
+        """Temporary folder holding the LMDB (complete after ``close()`` with ``publish=False``)."""
+        return self._tmp_dir
 
     def open(self) -> None:
-        parent = os.path.dirname(self.path)
-        os.makedirs(parent, exist_ok=True)
-        self._tmp_dir = tempfile.mkdtemp(prefix='.' + os.path.basename(self.path) + '.tmp-', dir=parent)
+        self._tmp_dir = make_temp_dir(self.path)
         self._env = lmdb.open(self._tmp_dir, map_size=self.map_size, max_dbs=2, subdir=True, lock=True)
         self._meta_db = self._env.open_db(META_DB)
 
@@ -142,9 +174,9 @@ class RawLMDBWriter:
         self._pending = []
 
     def close(self) -> str:
-        """Flush, write the format record and ``meta_info.txt``, then move the folder into place."""
+        """Flush, write the format record and ``meta_info.txt``, then (``publish``) move the folder into place."""
         if self._closed:
-            return self.path
+            return self.path if self.publish else self._tmp_dir
         if self._env is None:
             self.open()
         self._flush()
@@ -166,20 +198,20 @@ class RawLMDBWriter:
                 shape, dtype = self._keys[key]
                 hwc = (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape) + (1, )
                 handle.write(f'{key}.raw ({",".join(str(s) for s in hwc)}) {dtype}\n')
-        if os.path.exists(self.path):  # only reachable with overwrite=True
-            shutil.rmtree(self.path)
-        os.replace(self._tmp_dir, self.path)
+        if not self.publish:
+            self._closed = True
+            return self._tmp_dir
+        publish_together([(self._tmp_dir, self.path)], overwrite=self.overwrite)
         self._tmp_dir = None
         self._closed = True
         return self.path
 
     def abort(self) -> None:
-        """Drop everything written so far; the destination is left untouched."""
+        """Drop everything written so far (also a finished, unpublished folder); the destination is untouched."""
         if self._env is not None:
             self._env.close()
             self._env = None
-        if self._tmp_dir and os.path.exists(self._tmp_dir):
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        remove_temp_dir(self._tmp_dir)
         self._tmp_dir = None
         self._closed = True
 
@@ -198,11 +230,121 @@ def write_raw_lmdb(path: str, items: Iterable[Tuple[str, np.ndarray, Dict[str, A
     return os.path.abspath(path)
 
 
+# -- open checks ---------------------------------------------------------------------------------------------
+MAX_NAMED_KEYS = 5
+
+
+def read_meta_info_keys(path: str) -> Optional[List[str]]:
+    """Keys of ``<path>/meta_info.txt`` (text before the first dot, as BasicSR reads them); None without one."""
+    meta_info = os.path.join(path, 'meta_info.txt')
+    if not os.path.isfile(meta_info):
+        return None
+    with open(meta_info) as handle:
+        return [line.split('.')[0] for line in handle if line.strip()]
+
+
+def check_env_size(env, path: str, error: Type[LMDBError] = LMDBError) -> None:
+    """Refuse a ``data.mdb`` shorter than the pages the environment says it holds (reading one is SIGBUS)."""
+    needed = (int(env.info()['last_pgno']) + 1) * int(env.stat()['psize'])
+    actual = os.path.getsize(os.path.join(path, 'data.mdb'))
+    if actual < needed:
+        raise error(f'{os.path.join(path, "data.mdb")} is truncated: {actual} bytes, but the database holds '
+                    f'{needed} (an interrupted copy? copy or convert it again)')
+
+
+def check_keys_present(txn, keys: Sequence[str], path: str, dbs: Sequence[Any] = (None, ),
+                       error: Type[LMDBError] = LMDBError) -> None:
+    """Name (up to 5 of) the ``meta_info.txt`` keys missing in any of ``dbs`` (``None``: the main database).
+
+    ``txn`` should be opened with ``buffers=True``: a lookup then touches only the B-tree, never the values.
+    """
+    missing = [k for k in keys if any(txn.get(k.encode(), db=db) is None for db in dbs)]
+    if missing:
+        named = ', '.join(missing[:MAX_NAMED_KEYS]) + (', ...' if len(missing) > MAX_NAMED_KEYS else '')
+        raise error(f'{path}: {len(missing)} of {len(keys)} keys listed in meta_info.txt are missing in the '
+                    f'database: {named} (incomplete LMDB or wrong meta_info.txt)')
+
+
+def check_image_lmdb(path: str, check_keys: bool = True) -> None:
+    """Open checks for any LMDB folder (e.g. BasicSR's image LMDBs): size, and the listed keys' presence.
+
+    Opens and closes its own read-only handle. A folder without ``data.mdb`` is left to the caller's own
+    error; one already open in this process (py-lmdb refuses a second handle) was checked when it opened.
+    """
+    path = os.path.abspath(str(path).rstrip('/'))
+    if not os.path.isfile(os.path.join(path, 'data.mdb')):
+        return
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+    except lmdb.Error as err:
+        if 'already open' in str(err):
+            return
+        raise LMDBError(f'cannot open LMDB {path}: {err} (corrupt or not an LMDB?)') from err
+    try:
+        check_env_size(env, path)
+        keys = read_meta_info_keys(path) if check_keys else None
+        if keys:
+            with env.begin(buffers=True) as txn:
+                check_keys_present(txn, keys, path)
+    except lmdb.Error as err:
+        raise LMDBError(f'LMDB {path} is corrupt: {err}') from err
+    finally:
+        env.close()
+
+
+def check_dataset_lmdbs(datasets: Any) -> None:
+    """``check_image_lmdb`` on every ``dataroot*`` LMDB folder of an options tree (``opt['datasets']``).
+
+    The entry points run it right after the options check, so a truncated ``data.mdb`` or a listed key that
+    is missing stops the run before BasicSR creates its experiment folder.
+    """
+    if isinstance(datasets, dict):
+        for key, value in datasets.items():
+            roots = value if isinstance(value, (list, tuple)) else [value]
+            if str(key).startswith('dataroot') and all(isinstance(r, str) for r in roots):
+                for root in roots:
+                    if root.rstrip('/').endswith('.lmdb'):
+                        check_image_lmdb(root)
+            else:
+                check_dataset_lmdbs(value)
+    elif isinstance(datasets, (list, tuple)):
+        for value in datasets:
+            check_dataset_lmdbs(value)
+
+
 # One read-only environment per LMDB folder and process. py-lmdb refuses to open the same environment twice
 # in one process, and a forked DataLoader worker inherits the parent's handles (unusable after fork): so all
 # readers of a folder share one handle, and a process that finds a handle from its parent closes it and opens
 # its own.
 _ENV_CACHE: Dict[Tuple[str, int], Tuple[int, Any, Any]] = {}
+
+
+def _open_checked(path: str):
+    """Open a RAW LMDB read-only and run the open checks (size first: everything after reads pages)."""
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_dbs=2, subdir=True)
+    except lmdb.Error as err:
+        raise RawLMDBError(f'cannot open RAW LMDB {path}: {err} (corrupt or not an LMDB?)') from err
+    try:
+        check_env_size(env, path, RawLMDBError)
+        try:
+            meta_db = env.open_db(META_DB, create=False)
+        except lmdb.NotFoundError as err:
+            raise RawLMDBError(f'{path} has no RAW metadata (database "meta" missing): it was not written by '
+                               'basicsr_adl.raw.lmdb_store.RawLMDBWriter (a BasicSR image LMDB?)') from err
+        with env.begin(buffers=True) as txn:
+            if txn.get(FORMAT_KEY.encode(), db=meta_db) is None:
+                raise RawLMDBError(f'{path} has no "{FORMAT_KEY}" record: incomplete or foreign RAW LMDB')
+            keys = read_meta_info_keys(path)
+            if keys:
+                check_keys_present(txn, keys, path, dbs=(meta_db, None), error=RawLMDBError)
+    except lmdb.Error as err:
+        env.close()
+        raise RawLMDBError(f'RAW LMDB {path} is corrupt: {err}') from err
+    except BaseException:
+        env.close()
+        raise
+    return env, meta_db
 
 
 def _shared_env(path: str):
@@ -222,21 +364,7 @@ def _shared_env(path: str):
             except lmdb.Error:
                 pass
             del _ENV_CACHE[other]
-    try:
-        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_dbs=2, subdir=True)
-    except lmdb.Error as err:
-        raise RawLMDBError(f'cannot open RAW LMDB {path}: {err} (corrupt or not an LMDB?)') from err
-    try:
-        meta_db = env.open_db(META_DB, create=False)
-    except lmdb.Error as err:
-        env.close()
-        raise RawLMDBError(f'{path} has no RAW metadata (database "meta" missing): it was not written by '
-                           'basicsr_adl.raw.lmdb_store.RawLMDBWriter (a BasicSR image LMDB?)') from err
-    with env.begin() as txn:
-        record = txn.get(FORMAT_KEY.encode(), db=meta_db)
-    if record is None:
-        env.close()
-        raise RawLMDBError(f'{path} has no "{FORMAT_KEY}" record: incomplete or foreign RAW LMDB')
+    env, meta_db = _open_checked(path)
     _ENV_CACHE[ident] = (pid, env, meta_db)
     return env, meta_db
 
@@ -274,11 +402,8 @@ class RawLMDBReader:
     def keys(self) -> List[str]:
         """All keys, in ``meta_info.txt`` order when present (else sorted)."""
         if self._keys is None:
-            meta_info = os.path.join(self.path, 'meta_info.txt')
-            if os.path.isfile(meta_info):
-                with open(meta_info) as handle:
-                    self._keys = [line.split('.')[0] for line in handle if line.strip()]
-            else:
+            self._keys = read_meta_info_keys(self.path)
+            if self._keys is None:
                 self._open()
                 with self._env.begin() as txn:
                     self._keys = sorted(k.decode() for k, _ in txn.cursor(db=self._meta_db)

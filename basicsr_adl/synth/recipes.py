@@ -7,6 +7,8 @@ BasicSR arch (``net='rrdb'``: a small RRDBNet at scale 1).
 """
 from typing import Any, Dict, List, Optional
 
+from basicsr_adl.adl.recipes import default_gate, default_validation
+
 TASK_LAYOUTS = {'deblur': ('folder', 'gopro'), 'dehaze': ('reside', 'ihaze')}
 
 
@@ -61,10 +63,8 @@ def restoration_options(name: str, task: str, mode: str, sources: Dict[str, str]
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
         'adl': {'mode': mode, 'pretrain_iters': stages[0], 'adapt_iters': stages[1], 'finetune_iters': stages[2],
                 'target_batch': target_batch, 'val_crop': val_crop, 'heatmap_epochs': 6,
-                'gate': {'criterion': 'paired_target', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
-                         'revert_optimizer': True},
-                'validation': {'dynamic': True, 'start_fraction': 0.2, 'end_fraction': 0.5,
-                               'iso_diverse_below': 0}},
+                'gate': default_gate(),
+                'validation': {**default_validation(), 'iso_diverse_below': 0}},
         'val': {'val_freq': val_freq, 'save_img': False,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0},
                             'ssim': {'type': 'calculate_ssim', 'crop_border': 0}}},
