@@ -444,6 +444,16 @@ NOISE_KEYS = ('sigma_range', 'shot_range', 'shot_prob', 'correlation_prob', 'cor
               'jpeg_quality_range', 'quantize')  # basicsr_adl.lan.synthetic_noise.NoiseConfig (tested equal)
 RAW_WINDOW = {**OPT_CROP, 'center_crop': _i(min=1), 'keep_negative': _b(), 'sensors': _l()}
 
+PAIR_NAMINGS = ('subfolders', 'polyu')  # MixedNoisePairsDataset's folder layouts (its PAIR_NAMINGS, tested equal)
+
+
+def _image_source(namings: Tuple[str, ...], key: str) -> Section:
+    """One entry of MixedNoisePairsDataset's ``real_pairs`` / ``clean_images``: a folder and how it is named."""
+    return Section({'dataroot': _s(required=True), 'naming': _s(choices=namings, what='naming'),
+                    'filename_tmpl': _s(doc='noisy stem = filename_tmpl.format(clean stem); naming: subfolders')},
+                   owner=f'MixedNoisePairsDataset.{key}[i]')
+
+
 # Keys each dataset class reads besides name/type/phase/scale (BasicSR 1.4.2's code and the plugin's own);
 # a class inherits the keys of the classes above it.
 DATASET_KEYS: Dict[str, Dict[str, Any]] = {
@@ -483,8 +493,9 @@ DATASET_KEYS: Dict[str, Dict[str, Any]] = {
                               'split': _s(choices=('all', 'train', 'test'), what='split'), 'test_scenes': _l(),
                               'test_fraction': _n(above=0, below=1), 'split_seed': _i(), 'max_pairs': _i(min=1),
                               'cache': _b(), 'sensors': _l(), **OPT_CROP},
-    'MixedNoisePairsDataset': {'real_pairs': Field(('list', 'dict')), 'clean_images': Field(('list', 'dict')),
-                               'clean_from_real': _b(), 'synthetic_prob': _n(min=0, max=1), 'filename_tmpl': _s(),
+    'MixedNoisePairsDataset': {'real_pairs': _l(items=_image_source(PAIR_NAMINGS, 'real_pairs')),
+                               'clean_images': _l(items=_image_source(('folder',) + PAIR_NAMINGS, 'clean_images')),
+                               'clean_from_real': _b(), 'synthetic_prob': _n(min=0, max=1),
                                'noise': Section({k: _a() for k in NOISE_KEYS}, nullable=True,
                                                 owner='MixedNoisePairsDataset.noise'),
                                'cache': _b(), **OPT_CROP},

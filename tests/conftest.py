@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
+def load_script(name: str):
+    """Import ``scripts/<name>`` as a module (in-process: a subprocess would re-import torch/basicsr, ~5 s each)."""
+    import importlib.util
+    path = REPO / 'scripts' / name
+    spec = importlib.util.spec_from_file_location('script_' + path.stem, str(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cli_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     env = dict(os.environ)
     env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')

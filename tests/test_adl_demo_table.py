@@ -1,16 +1,11 @@
 """The demo's results table over several seeds: means, per-seed PSNRs and per-seed gaps to the best baseline."""
 import argparse
-import importlib.util
-from pathlib import Path
 
-from conftest import REPO
+from conftest import load_script
 
 
 def _demo_module():
-    spec = importlib.util.spec_from_file_location('run_adl_demo', Path(REPO) / 'scripts' / 'run_adl_demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('run_adl_demo.py')
 
 
 def _run(tmp_path, name, psnr, accepted=None):

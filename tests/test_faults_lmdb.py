@@ -4,7 +4,6 @@ Each test breaks something on purpose (same output twice, a corrupt file, Ctrl-C
 rename, a killed earlier run, a truncated data.mdb, keys listed but absent) and asserts the one error line,
 the exit status and that nothing half-written is left.
 """
-import importlib.util
 import os
 import re
 import signal
@@ -22,24 +21,16 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from basicsr_adl.raw import atomic, converters
 from basicsr_adl.raw.lmdb_store import LMDBError, RawLMDBError, RawLMDBReader, check_image_lmdb, write_raw_lmdb
-from conftest import cli_env, make_basicsr_lmdbs, make_noisy_pairs, sr_train_options, write_yaml
+from conftest import cli_env, load_script, make_basicsr_lmdbs, make_noisy_pairs, sr_train_options, write_yaml
 from raw_fakes import make_folder_layout
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER_SCRIPT = 'convert_raw_folder_to_lmdb.py'
 
 
-def _script(name):
-    path = REPO / 'scripts' / name
-    spec = importlib.util.spec_from_file_location('faults_' + path.stem, str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _convert(capsys, *args):
     """Run the folder converter in-process; (exit code, stderr lines)."""
-    code = _script(FOLDER_SCRIPT).main([*args, '--no-progress'])
+    code = load_script(FOLDER_SCRIPT).main([*args, '--no-progress'])
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if line.strip()]
 

@@ -352,3 +352,21 @@ def test_only_folders_of_a_run_that_never_built_its_model_are_discarded(tmp_path
     entrypoints._model_built[0] = False
     assert entrypoints.discard_startup_dirs() == [str(target)]
     assert [p.name for p in (tmp_path / 'experiments').iterdir()] == ['run'] and (target / 'old.txt').exists()
+
+
+def test_mixed_noise_folder_entries_are_checked_key_by_key(sr_opt):
+    from basicsr_adl.data import mixed_noise_pairs_dataset as mixed
+    assert schema.PAIR_NAMINGS == mixed.PAIR_NAMINGS and ('folder',) + schema.PAIR_NAMINGS == mixed.CLEAN_NAMINGS
+    entry = {'dataroot': 'no/pairs', 'naming': 'subfolders', 'filename_tmpl': '{}_n'}
+    opt = edit(sr_opt, 'datasets.train', {'name': 'mix', 'type': 'MixedNoisePairsDataset', 'real_pairs': [entry],
+                                          'clean_images': [{'dataroot': 'no/clean', 'naming': 'folder'}],
+                                          'batch_size_per_gpu': 2, 'num_worker_per_gpu': 0})
+    check_options(copy.deepcopy(opt), is_train=True)  # filename_tmpl belongs to each entry
+    assert error_of(edit(opt, 'datasets.train.filename_tmpl', '{}_n')).startswith(
+        "unknown option 'datasets.train.filename_tmpl' (MixedNoisePairsDataset reads: ")
+    opt['datasets']['train']['real_pairs'][0] = {'datarot': 'no/pairs'}
+    assert error_of(opt) == ("unknown option 'datasets.train.real_pairs[0].datarot'; "
+                             "did you mean 'datasets.train.real_pairs[0].dataroot'?")
+    opt['datasets']['train']['real_pairs'][0] = {'dataroot': 'no/pairs', 'naming': 'folder'}
+    assert error_of(opt) == ("option 'datasets.train.real_pairs[0].naming': unknown naming 'folder'; "
+                             'choices: subfolders, polyu')

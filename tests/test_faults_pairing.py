@@ -1,13 +1,12 @@
 """Fault injection, issue 15 cases 1-2: files pair by name (never by their first number), every doubt is an
 error naming the files, and PolyU names with empty fields load."""
-import importlib.util
 import os
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, run_cli, sr_train_options, write_yaml
+from conftest import PYTHON, REPO, load_script, run_cli, sr_train_options, write_yaml
 from raw_fakes import random_mosaic, write_fake_dng
 
 from basicsr_adl.data.mixed_noise_pairs_dataset import MixedNoisePairsDataset
@@ -180,11 +179,7 @@ def test_folder_layout_pairs_by_name(tmp_path):
 
 
 def _convert_cli(*args):
-    path = REPO / 'scripts' / 'convert_raw_folder_to_lmdb.py'
-    spec = importlib.util.spec_from_file_location('script_convert_raw_folder', str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([*args, '--no-progress', '--iso', '100'])
+    return load_script('convert_raw_folder_to_lmdb.py').main([*args, '--no-progress', '--iso', '100'])
 
 
 def test_raw_folder_converter_pairs_by_name(tmp_path, capsys):
@@ -245,4 +240,4 @@ def test_train_cli_names_the_ambiguous_files_in_one_line(tmp_path):
     assert errors == [f'basicsr_adl: error: ambiguous pairs in {data / "noisy"} / {data / "gt"}: 1 name(s) match '
                       f"more than one file: 0001_NOISY_SRGB_011.PNG <-> 0001_GT_SRGB_011.JPG, 0001_GT_SRGB_011.PNG; "
                       f"set 'filename_tmpl' for other layouts"]
-    assert not (tmp_path / 'experiments' / 'pairing_fault').exists()
+    assert not (tmp_path / 'experiments').exists()  # neither the run's folder nor the experiments/ made for it

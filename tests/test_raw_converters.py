@@ -1,5 +1,4 @@
 """Converters: tiny fake copies of each layout -> RAW LMDB -> RawPairedLMDBDataset, bit-exact."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from basicsr_adl.raw import converters
 from basicsr_adl.raw.bayer import UnsupportedCFAError, normalize_levels, pack
 from basicsr_adl.raw.io import RawReadError
 from basicsr_adl.raw.lmdb_store import RawLMDBReader
+from conftest import load_script
 from raw_fakes import (XTRANS_6X6, make_eld_layout, make_folder_layout, make_sid_layout, make_sidd_layout,
                        random_mosaic, truncate_file, write_fake_dng)
 
@@ -26,15 +26,6 @@ def _val_dataset(lq, gt, **opt):
     return cls(dict({'name': 'c', 'phase': 'val', 'dataroot_lq': lq, 'dataroot_gt': gt, 'sensors': SENSORS}, **opt))
 
 
-def _load_script(name):
-    """Import a script as a module (in-process: a subprocess would re-import torch/basicsr, ~5 s each)."""
-    path = REPO / 'scripts' / name
-    spec = importlib.util.spec_from_file_location('script_' + path.stem, str(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class _Result:
     def __init__(self, returncode, stdout, stderr):
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
@@ -42,7 +33,7 @@ class _Result:
 
 def _run_script(name, *args, capsys=None):
     """Run a script's main(argv) in-process; returns exit code and captured output like subprocess.run."""
-    code = _load_script(name).main([*args, '--no-progress'])
+    code = load_script(name).main([*args, '--no-progress'])
     out = capsys.readouterr() if capsys is not None else None
     return _Result(code, out.out if out else '', out.err if out else '')
 
@@ -246,5 +237,5 @@ def test_eld_converter_missing_iso_fails_and_writes_nothing(tmp_path, capsys):
                                     'benchmarks/bench_raw_io.py', 'preview_raw.py'])
 def test_scripts_have_help(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        _load_script(script).main(['--help'])
+        load_script(script).main(['--help'])
     assert exit_info.value.code == 0 and 'usage' in capsys.readouterr().out

@@ -99,6 +99,7 @@ def load_options_file(path: str) -> Dict[str, Any]:
 
 # -- folders of a run that stops before its model is built -------------------------------------------------
 _created: List[Tuple[str, Optional[str]]] = []  # (folder this run made, where BasicSR archived the old one)
+_created_parents: List[str] = []  # missing parents (experiments/) made for them: removed when left empty
 _model_built: List[bool] = [False]
 _basicsr_mkdir_and_rename = basicsr_misc.mkdir_and_rename
 _basicsr_build_model = {'train': basicsr_train.build_model, 'test': basicsr_test.build_model}
@@ -113,7 +114,12 @@ def recording_mkdir_and_rename(path: str) -> None:
     """BasicSR's ``mkdir_and_rename`` (an existing folder is renamed ``*_archived_<time>``), remembered."""
     existed = osp.exists(path)
     before = _archives(path) if existed else set()
+    parent, missing_parents = osp.dirname(osp.abspath(path)), []
+    while parent and not osp.exists(parent):
+        missing_parents.append(parent)
+        parent = osp.dirname(parent)
     _basicsr_mkdir_and_rename(path)
+    _created_parents.extend(missing_parents)  # innermost first
     archived = sorted(_archives(path) - before) if existed else []
     _created.append((path, archived[-1] if archived else None))
 
@@ -139,6 +145,12 @@ def discard_startup_dirs() -> List[str]:
             removed.append(path)
         if archived and osp.isdir(archived) and not osp.exists(path):
             os.rename(archived, path)
+    for parent in _created_parents:
+        try:
+            os.rmdir(parent)  # only if nothing else was put there
+        except OSError:
+            pass
+    _created_parents.clear()
     return removed
 
 
@@ -160,6 +172,7 @@ def checked_parse_options(root_path: str, is_train: bool = True):
         caller['load_resume_state'] = resume.load_resume_state
         caller['CPUPrefetcher'] = resume.ResumableCPUPrefetcher
     _created.clear()
+    _created_parents.clear()
     _model_built[0] = False
     try:
         path = _opt_path(sys.argv[1:])
