@@ -673,6 +673,9 @@ ADL_SECTION = Section({
     'use_metadata': _b(default='auto', literals=('auto',),
                        doc='auto: sensor/ISO go to the net only if its `forward` has `sensor` / `iso` parameters; '
                            'true: error if it has none; false: never'),
+    'clamp_iso': _b(default=True, doc="the net's ISO input is clamped to the training pairs' ISO range (the domains "
+                                     'the mode trains on), so an unseen ISO is treated as the nearest trained one; '
+                                     'for nets with `set_iso_range` (ModulatedUNet)'),
     'heatmap_epochs': _i(default=10, min=1, doc='columns of the heatmap'),
     'seed_offset': _i(default=0, doc='added to `manual_seed` for the shared generator'),
     'write_rank_decisions': _b(default=False, doc="each rank writes `adl_decisions_rank<r>.json` (decisions, V' "

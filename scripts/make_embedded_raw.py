@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from basicsr_adl.raw.embedded import DEFAULT_OUT, DEFAULT_TARGET, build_embedded_raw
+from basicsr_adl.raw.embedded import DEFAULT_OUT, DEFAULT_TARGET, DEFAULT_TARGET_ISO_BAND, build_embedded_raw
 from basicsr_adl.raw.noise_models import NOISE_MODEL_SENSORS
 from basicsr_adl.raw.script_utils import interrupted_message
 
@@ -18,10 +18,15 @@ def main(argv=None) -> int:
     parser.add_argument('--patch-size', type=int, default=128, help='image size in packed pixels (default 128)')
     parser.add_argument('--sensors', nargs='+', default=NOISE_MODEL_SENSORS, help='sensors (order = index)')
     parser.add_argument('--target', default=DEFAULT_TARGET, help=f'target sensor (default {DEFAULT_TARGET})')
-    parser.add_argument('--target-train', type=int, default=20)
-    parser.add_argument('--target-test', type=int, default=6)
+    parser.add_argument('--target-pairs', '--target-train', dest='target_train', type=int, default=32,
+                        help='target training pairs built (default 32; a run uses fewer with '
+                             'datasets.train.target_pairs)')
+    parser.add_argument('--target-test', type=int, default=12, help='target test pairs (span its whole ISO range)')
+    parser.add_argument('--target-iso-band', type=float, nargs=2, default=list(DEFAULT_TARGET_ISO_BAND),
+                        metavar=('LOW', 'HIGH'), help='fractions of the target\'s log-ISO range its training pairs '
+                                                      'come from (default %(default)s)')
     parser.add_argument('--source-train', type=int, default=48)
-    parser.add_argument('--source-test', type=int, default=6)
+    parser.add_argument('--source-test', type=int, default=4)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output folder')
     args = parser.parse_args(argv)
@@ -30,6 +35,7 @@ def main(argv=None) -> int:
         manifest = build_embedded_raw(args.out, patch_size=args.patch_size, target=args.target, sensors=args.sensors,
                                       target_train=args.target_train, target_test=args.target_test,
                                       source_train=args.source_train, source_test=args.source_test, seed=args.seed,
+                                      target_iso_band=tuple(args.target_iso_band),
                                       overwrite=args.overwrite, progress=True)
     except (OSError, ValueError, KeyError) as err:
         print(f'error: {err}', file=sys.stderr)

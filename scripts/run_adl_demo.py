@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""The project's main demo: target-only vs source-pretrain-then-fine-tune vs ADL on the embedded RAW data.
+"""The project's main demo: ADL against its baselines where ADL is meant to pay off, a scarce target set.
 
-1. builds the embedded multi-sensor RAW set if missing (``scripts/make_embedded_raw.py``'s builder);
-2. trains the three methods through ``basicsr_adl/train.py`` with the same net (a small ModulatedUNet),
-   data, seed and iteration budget (ADLModel, ``adl.mode`` = target_only / finetune / adl);
-3. prints PSNR/SSIM on the target sensor's held-out test pairs (float metrics on normalised packed RAW,
-   data range 1), and writes the ADL accept-rate heatmap and a noisy / target-only / fine-tune / ADL / clean
-   image strip, printing their paths.
+1. builds the embedded multi-sensor RAW set if missing (``scripts/make_embedded_raw.py``'s builder): the target
+   sensor trains on few pairs from two photos in a narrow ISO band; its test pairs come from photos no sensor
+   trains on and span its whole ISO range; the sources cover the other photos and their whole ISO ranges;
+2. trains, with the same net (a small ModulatedUNet), data and iteration budget, on ``--target-pairs`` target
+   pairs and for every seed: target-only and fine-tuning, each with and without sensor/ISO modulation (the
+   paper's fine-tuning baseline is a plain UNet), and ADL (``basicsr_adl/train.py``, ADLModel ``adl.mode``);
+3. prints PSNR/SSIM of the final weights on the target's held-out test pairs (float metrics on normalised packed
+   RAW, data range 1; mean and each seed), flags a run that ended at the noisy input (``!``, not counted as a
+   baseline), and writes the ADL accept-rate heatmap and a noisy / methods / clean image strip.
 
-Run from the repository root:  .venv/bin/python scripts/run_adl_demo.py   (about 10 minutes on 2 CPU cores)
+Run from the repository root:  .venv/bin/python scripts/run_adl_demo.py   (about 6 minutes on 2 CPU cores)
 """
 import argparse
 import os
@@ -20,25 +23,31 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
-from basicsr_adl.adl.experiments import (Timer, accept_counts, embedded_options, ensure_embedded_data,  # noqa: E402
-                                         evaluate_run, labelled_strip, noisy_input_scores, run_training,
-                                         test_dataset)
+from basicsr_adl.adl.experiments import (SCARCITY_METHODS, accept_counts, best_baseline,  # noqa: E402
+                                         collapsed, embedded_data_root, embedded_options, ensure_embedded_data,
+                                         labelled_strip, noisy_input_scores, run_parallel, test_dataset,
+                                         train_and_score)
 
-METHODS = [('target_only', 'target-only'), ('finetune', 'fine-tuning'), ('adl', 'ADL')]
+METHODS = [(m, label) for m, (label, _, _) in SCARCITY_METHODS.items()]
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', default=osp.join('datasets', 'embedded', 'raw'), help='embedded RAW folder')
-    p.add_argument('--target', default=None, help='target sensor (default: the manifest target)')
+    p.add_argument('--data', default=None, help='embedded RAW folder (default datasets/embedded/raw, or '
+                                                 'datasets/embedded/raw_<target> for another --target)')
+    p.add_argument('--target', default=None, help='target sensor (default IMX686, the embedded set\'s)')
+    p.add_argument('--target-pairs', type=int, default=4,
+                   help='target training pairs (a seeded subset per seed; default 4: the scarce regime)')
+    p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS], choices=[m for m, _ in METHODS])
+    p.add_argument('--jobs', type=int, default=2, help='runs trained at once (one thread each)')
     p.add_argument('--iters', type=int, default=400, help='iterations per method (same budget for all)')
     p.add_argument('--gate', default='paired_target',
                    help='ADL gate criterion: paired_target, paired, paper, paired_queue, always')
     p.add_argument('--gate-every', type=int, default=1, help='source steps per gate decision')
     p.add_argument('--tolerance', type=float, default=0.0, help='paired gate tolerance in dB')
     p.add_argument('--base-ch', type=int, default=16, help='ModulatedUNet width')
-    p.add_argument('--seed', type=int, default=10)
-    p.add_argument('--seeds', type=int, nargs='+', default=None,
+    p.add_argument('--seed', type=int, default=None, help='one training seed (shorthand for --seeds N)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[10, 11, 12],
                    help='several training seeds: every method is trained once per seed and the table gives the '
                         'mean and each seed (differences between methods smaller than the spread are noise)')
     p.add_argument('--out', default=osp.join('results', 'adl_demo'), help='folder for the table, heatmap and strip')
@@ -64,23 +73,35 @@ def write_strip(path: str, triples, labels, meta=None) -> str:
 
 
 def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
-    """The demo's table: one row per method (mean over seeds, then each seed's PSNR when there are several)."""
+    """The demo's table: one row per method (mean over seeds, then each seed's PSNR when there are several; ``!``
+    marks a run that ended at the noisy input); the last line is ADL minus the best baseline that did not
+    collapse, mean over seeds."""
     several = len(seeds) > 1
-    head = f'{"method":<14}{"PSNR (dB)":>10}{"SSIM":>9}{"train s":>9}'
+    methods = [(m, label) for m, label in METHODS if m in per_seed[0]]
+    head = f'{"method":<26}{"PSNR (dB)":>10}{"SSIM":>9}{"train s":>9}'
     if several:
         head += '   PSNR per seed (' + ', '.join(str(s) for s in seeds) + ')'
-    lines = [f'Target {target}: {n_test} held-out test pairs; {args.iters} iterations per method, '
-             f'gate {args.gate} (every {args.gate_every}, tolerance {args.tolerance} dB)'
-             + (f'; mean over {len(seeds)} seeds' if several else ''),
-             head, f'{"noisy input":<14}{noisy["psnr"]:>10.2f}{noisy["ssim"]:>9.4f}{"":>9}']
+    pairs = getattr(args, 'target_pairs', None)
+    lines = [f'Target {target}: ' + (f'{pairs} training pairs, ' if pairs else '') + f'{n_test} held-out test pairs; '
+             f'{args.iters} iterations per method, gate {args.gate} (every {args.gate_every}, tolerance '
+             f'{args.tolerance} dB); scored: final weights' + (f'; mean over {len(seeds)} seeds' if several else ''),
+             head, f'{"noisy input":<26}{noisy["psnr"]:>10.2f}{noisy["ssim"]:>9.4f}{"":>9}']
 
     def mean(mode, key):
         return sum(r[mode][key] for r in per_seed) / len(per_seed)
-    for mode, label in METHODS:
-        line = f'{label:<14}{mean(mode, "psnr"):>10.2f}{mean(mode, "ssim"):>9.4f}{mean(mode, "seconds"):>9.0f}'
+    flagged = False
+    for mode, label in methods:
+        line = f'{label:<26}{mean(mode, "psnr"):>10.2f}{mean(mode, "ssim"):>9.4f}{mean(mode, "seconds"):>9.0f}'
         if several:
-            line += '   ' + ', '.join(f'{r[mode]["psnr"]:.2f}' for r in per_seed)
+            marks = ['!' if collapsed(r[mode]['psnr'], noisy['psnr']) else '' for r in per_seed]
+            flagged = flagged or any(marks)
+            line += '   ' + ', '.join(f'{r[mode]["psnr"]:.2f}{m}' for r, m in zip(per_seed, marks))
+        elif collapsed(per_seed[0][mode]['psnr'], noisy['psnr']):
+            line += '   !'
+            flagged = True
         lines.append(line)
+    if flagged:
+        lines.append('! = ended at the noisy input (collapsed to the identity): not counted as a best baseline')
     totals: Dict[str, List[int]] = {}
     for r in per_seed:
         for source, (acc, n) in accept_counts(r['adl']['experiment']).items():
@@ -88,8 +109,12 @@ def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
             totals[source][0] += acc
             totals[source][1] += n
     lines.append('ADL accepted source steps: ' + ', '.join(f'{s} {a}/{n}' for s, (a, n) in totals.items()))
-    gaps = [r['adl']['psnr'] - max(r['target_only']['psnr'], r['finetune']['psnr']) for r in per_seed]
-    line = f'ADL - best baseline: {sum(gaps) / len(gaps):+.2f} dB'
+    gaps = []
+    for r in per_seed:
+        best = best_baseline({m: r[m]['psnr'] for m, _ in methods}, noisy['psnr'])
+        if best is not None:
+            gaps.append(r['adl']['psnr'] - best)
+    line = f'ADL - best baseline: {sum(gaps) / max(len(gaps), 1):+.2f} dB'
     if several:
         line += ' (per seed ' + ', '.join(f'{g:+.2f}' for g in gaps) + ')'
     lines.append(line)
@@ -98,33 +123,44 @@ def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    manifest = ensure_embedded_data(args.data)
+    if 'adl' not in args.methods:
+        raise SystemExit('--methods: the demo compares ADL with its baselines; include adl')
+    data_root = args.data or embedded_data_root(args.target)
+    manifest = ensure_embedded_data(data_root, args.target)
     target = args.target or manifest['target']
+    available = manifest['domains'][target]['train_pairs']
+    if not 2 <= args.target_pairs <= available:
+        raise SystemExit(f'--target-pairs {args.target_pairs}: must be in 2..{available} (the embedded set holds '
+                         f'{available} target pairs)')
     gate = {'criterion': args.gate, 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
             'revert_optimizer': True}
-    seeds = args.seeds or [args.seed]
-    per_seed = []  # one {mode: result} per seed; the first seed's runs give the heatmap and the strip
-    exp_dirs = {}
-    dataset = None
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    runs = []
     for seed in seeds:
-        results = {}
-        for mode, label in METHODS:
-            name = f'ADL_demo_{target}_{mode}' + (f'_seed{seed}' if len(seeds) > 1 else '')
-            opt = embedded_options(name, mode, manifest, args.data, target=target, total_iter=args.iters,
-                                   gate=gate, base_ch=args.base_ch, seed=seed)
-            tag = f'[{label}' + (f', seed {seed}]' if len(seeds) > 1 else ']')
-            print(f'{tag} training {args.iters} iterations ...', flush=True)
-            with Timer() as t:
-                exp = run_training(opt, args.workdir)
-            dataset = dataset or test_dataset(opt)
-            results[mode] = evaluate_run(opt, exp, dataset, keep_outputs=1 if not per_seed else 0)
-            results[mode]['seconds'] = t.seconds
-            results[mode]['experiment'] = exp
-            if not per_seed:
-                exp_dirs[mode] = exp
-            print(f'{tag} done in {t.seconds:.0f} s: PSNR {results[mode]["psnr"]:.2f} dB, '
-                  f'SSIM {results[mode]["ssim"]:.4f}', flush=True)
-        per_seed.append(results)
+        for mode in args.methods:
+            label, adl_mode, modulated = SCARCITY_METHODS[mode]
+            name = f'ADL_demo_{target}_n{args.target_pairs}_{mode}_seed{seed}'
+            runs.append((seed, mode, embedded_options(name, adl_mode, manifest, data_root, target=target,
+                                                      total_iter=args.iters, gate=gate, base_ch=args.base_ch,
+                                                      seed=seed, target_pairs=args.target_pairs,
+                                                      modulation=modulated)))
+    dataset = test_dataset(runs[0][2])
+    results: Dict[int, Dict[str, Dict]] = {seed: {} for seed in seeds}
+    print(f'{len(runs)} runs: {", ".join(SCARCITY_METHODS[m][0] for m in args.methods)} x seeds '
+          f'{", ".join(map(str, seeds))}; {args.target_pairs} target pairs, {args.iters} iterations each, '
+          f'{args.jobs} at a time', flush=True)
+
+    def one(run) -> None:
+        seed, mode, opt = run
+        result = train_and_score(opt, args.workdir, dataset, keep_outputs=1 if seed == seeds[0] else 0)
+        results[seed][mode] = result
+        done = sum(len(r) for r in results.values())
+        print(f'[{done}/{len(runs)}] {SCARCITY_METHODS[mode][0]}, seed {seed}: PSNR {result["psnr"]:.2f} dB, '
+              f'SSIM {result["ssim"]:.4f}, {result["seconds"]:.0f} s', flush=True)
+
+    run_parallel(args.jobs, runs, one)
+    per_seed = [results[seed] for seed in seeds]
+    exp_dirs = {mode: r['experiment'] for mode, r in per_seed[0].items()}
     table = results_table_text(per_seed, seeds, noisy_input_scores(dataset), target, len(dataset), args)
     print('\n' + table)
 
@@ -132,16 +168,18 @@ def main(argv=None) -> int:
     with open(osp.join(args.out, 'table.txt'), 'w') as fh:
         fh.write(table + '\n')
     first = per_seed[0]
+    strip_methods = [m for m in ('target_only', 'finetune', 'adl') if m in first]
     lq, _, gt = first['adl']['outputs'][0]
     reader, keys = getattr(dataset, 'gt_reader', None), getattr(dataset, 'keys', None)
     meta = reader.meta(keys[0]) if reader is not None and keys else None
     strip = write_strip(osp.join(args.out, 'strip.png'),
-                        [lq] + [first[m]['outputs'][0][1] for m, _ in METHODS] + [gt],
-                        ['noisy'] + [label for _, label in METHODS] + ['clean'], meta)
+                        [lq] + [first[m]['outputs'][0][1] for m in strip_methods] + [gt],
+                        ['noisy'] + [SCARCITY_METHODS[m][0] for m in strip_methods]
+                        + ['clean'], meta)
     print(f'\ntable:   {osp.abspath(osp.join(args.out, "table.txt"))}')
     print(f'heatmap: {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_heatmap.png"))}')
     print(f'csv:     {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_rates.csv"))}')
-    print(f'strip:   {osp.abspath(strip)}  (noisy | target-only | fine-tuning | ADL | clean)')
+    print(f'strip:   {osp.abspath(strip)}  (noisy | ' + ' | '.join(strip_methods) + ' | clean)')
     return 0
 
 

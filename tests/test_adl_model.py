@@ -281,3 +281,14 @@ def test_bad_input_is_one_line_naming_the_option(tmp_path, data, monkeypatch, ca
         _edit(path, lambda o: o['adl'].update(mode='joint'))
     line = _cli_error(tmp_path, path, monkeypatch, capsys)
     assert option in line, line
+
+
+@pytest.mark.parametrize('adl, expected', [({'mode': 'target_only'}, (100, 100)), ({'mode': 'finetune'}, (100, 1600)),
+                                           ({}, (100, 1600)), ({'clamp_iso': False}, None)])
+def test_the_net_is_told_the_iso_range_of_the_pairs_its_mode_trains_on(tmp_path, data, monkeypatch, adl, expected):
+    model = build(tmp_path, make_options(str(tmp_path), data, adl=adl), monkeypatch)
+    held = model.get_bare_model(model.net_g).iso_range
+    if expected is None:
+        assert float(held[0]) > float(held[1])  # unset: nothing is clamped
+    else:
+        assert torch.allclose(held, torch.log2(torch.tensor(expected, dtype=torch.float32) / 100))

@@ -15,9 +15,16 @@ def _pair(**kw):
     return net
 
 
-def test_residual_net_starts_as_identity():
+def test_residual_net_starts_near_the_identity_with_gradient_in_every_layer():
+    exact = ModulatedUNet(in_ch=4, out_ch=4, base_ch=4, num_sensors=3, head_init_scale=0)
+    assert torch.equal(exact(X, sensor=S, iso=ISO), X)
     net = ModulatedUNet(in_ch=4, out_ch=4, base_ch=4, num_sensors=3)
-    assert torch.equal(net(X, sensor=S, iso=ISO), X)
+    out = net(X, sensor=S, iso=ISO)
+    assert 0 < float((out - X).abs().mean()) < 0.05 * float(X.abs().mean())
+    for model, reaches_body in ((net, True), (exact, False)):  # a zero head passes no gradient to the body
+        model.zero_grad()
+        (model(X, sensor=S, iso=ISO) - X.flip(-1)).abs().mean().backward()
+        assert (float(model.encoders[0].body[0].weight.grad.abs().sum()) > 0) == reaches_body
 
 
 def _randomise_mlps(net):
@@ -106,3 +113,26 @@ def test_inference_path_matches_training_path():
     with torch.no_grad():
         fast = full(X, sensor=S, iso=ISO)
     assert torch.allclose(fast, full(X, sensor=S, iso=ISO), atol=1e-6)
+
+
+def test_iso_outside_the_training_range_is_treated_as_the_nearest_trained_iso():
+    net = _pair()
+    _randomise_mlps(net)
+    unclamped = net(X, sensor=S, iso=torch.tensor([6400.0, 6400.0]))
+    net.set_iso_range(400, 1600)
+    assert torch.equal(net(X, sensor=S, iso=torch.tensor([6400.0, 50.0])),
+                       net(X, sensor=S, iso=torch.tensor([1600.0, 400.0])))
+    assert not torch.allclose(unclamped, net(X, sensor=S, iso=torch.tensor([6400.0, 6400.0])))
+    inside = torch.tensor([800.0, 1000.0])
+    fresh = _pair()
+    _randomise_mlps(fresh)
+    assert torch.equal(net(X, sensor=S, iso=inside), fresh(X, sensor=S, iso=inside))  # inside: unchanged
+    # the range travels with the weights; a checkpoint without it loads and clamps nothing
+    loaded = _pair()
+    loaded.load_state_dict(net.state_dict())
+    assert torch.allclose(loaded.iso_range, encode_iso(torch.tensor([400.0, 1600.0])))
+    old = {k: v for k, v in net.state_dict().items() if k != 'iso_range'}
+    loaded.load_state_dict(old)
+    assert torch.equal(loaded(X, sensor=S, iso=torch.tensor([6400.0, 6400.0])), unclamped)
+    with pytest.raises(ValueError, match='ISO range'):
+        net.set_iso_range(0, 100)

@@ -97,3 +97,26 @@ def test_unknown_target_is_rejected(tmp_path):
         embedded.build_embedded_raw(str(tmp_path / 'raw'), target='Pixel')
     with pytest.raises(FileNotFoundError, match='make_embedded_raw.py'):
         embedded.load_manifest(str(tmp_path / 'nothing'))
+
+
+def test_target_is_scarce_and_its_test_pairs_are_held_out(tiny_set):
+    out, manifest = tiny_set
+    target = manifest['domains']['IMX686']
+    low, high = embedded.iso_band(get_profile('IMX686').iso_range, embedded.DEFAULT_TARGET_ISO_BAND)
+    assert target['train_iso_range'] == [round(low, 1), round(high, 1)] and manifest['version'] == 2
+    photos = {}
+    for sensor, entry in manifest['domains'].items():
+        for split in ('train', 'test'):
+            reader = RawLMDBReader(str(out / entry[f'{split}_gt']))
+            metas = [reader.meta(k) for k in reader.keys()]
+            photos[sensor, split] = {m['photo'] for m in metas}
+            if sensor == 'IMX686' and split == 'train':  # a narrow ISO band
+                assert all(low - 1 <= m['iso'] <= high + 1 for m in metas)
+            if sensor == 'IMX686' and split == 'test':  # spread over the whole range, in log ISO
+                isos = [m['iso'] for m in metas]
+                assert isos == embedded.stratified_isos(get_profile('IMX686').iso_range, 2) and isos[0] < low < high < isos[1]
+    assert photos['IMX686', 'train'] == set(embedded.TARGET_PHOTOS)
+    trained_on = set().union(*(p for (s, split), p in photos.items() if split == 'train'))
+    assert photos['IMX686', 'test'] and not photos['IMX686', 'test'] & trained_on  # no sensor trains on test photos
+    assert len(photos['SonyA7S2', 'train']) == 6 > len(embedded.TARGET_PHOTOS)  # 6 pairs: 6 different photos
+    assert 'mpl:grace_hopper.jpg' in embedded.SOURCE_PHOTOS and len(embedded.load_photos(['moon'])[0].shape) == 3

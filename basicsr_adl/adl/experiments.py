@@ -21,23 +21,46 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, 'basicsr_adl', 'train.py')
 
 
-def ensure_embedded_data(data_root: str) -> Dict[str, Any]:
-    """The embedded RAW set's manifest, building the set first when it is missing."""
+def embedded_data_root(target: Optional[str] = None) -> str:
+    """Where the demo and the evidence scripts keep the embedded set built for ``target`` (None: the default)."""
+    from basicsr_adl.raw.embedded import DEFAULT_OUT, DEFAULT_TARGET
+    return DEFAULT_OUT if target in (None, DEFAULT_TARGET) else f'{DEFAULT_OUT}_{target}'
+
+
+def ensure_embedded_data(data_root: str, target: Optional[str] = None) -> Dict[str, Any]:
+    """The embedded RAW set's manifest, building the set first when it is missing or from an older version
+    (the set is generated: rebuilding it loses nothing). A set built for another target is an error: the
+    target's scarcity (few photos, narrow ISO band) is baked into the set."""
+    from basicsr_adl.raw.embedded import DEFAULT_TARGET, MANIFEST_VERSION, build_embedded_raw
     manifest = osp.join(data_root, 'manifest.json')
-    if not osp.isfile(manifest):
-        from basicsr_adl.raw.embedded import build_embedded_raw
+    old = None
+    if osp.isfile(manifest):
+        with open(manifest) as f:
+            old = json.load(f)
+        if old.get('version') != MANIFEST_VERSION:
+            print(f'the embedded RAW data in {data_root} are version {old.get("version")}; rebuilding them as '
+                  f'version {MANIFEST_VERSION} ...', flush=True)
+            old = None
+    if old is None:
         print(f'building the embedded RAW data in {data_root} ...', flush=True)
-        build_embedded_raw(data_root, progress=False)
-    with open(manifest) as f:
-        return json.load(f)
+        return build_embedded_raw(data_root, target=target or DEFAULT_TARGET, overwrite=True, progress=False)
+    if target is not None and old['target'] != target:
+        raise ValueError(f"--target {target}: the embedded set in {data_root} was built for target {old['target']}; "
+                         f'use --data {embedded_data_root(target)} (built on first use) or another folder')
+    return old
 
 
 def embedded_options(name: str, mode: str, manifest: Dict[str, Any], data_root: str, target: Optional[str] = None,
                      sources: Optional[Sequence[str]] = None, total_iter: int = 600,
                      stage_fractions: Sequence[float] = (0.2, 0.6, 0.2), gate: Optional[Dict[str, Any]] = None,
                      base_ch: int = 16, gt_size: int = 48, batch: int = 4, target_batch: int = 4, lr: float = 1e-3,
-                     val_crop: int = 64, seed: int = 10, **adl_overrides) -> Dict[str, Any]:
-    """Options for one CPU-sized run on the embedded data (same net, data and budget for every method)."""
+                     val_crop: int = 64, seed: int = 10, target_pairs: Optional[int] = None,
+                     target_seed: Optional[int] = None, modulation: bool = True, **adl_overrides) -> Dict[str, Any]:
+    """Options for one CPU-sized run on the embedded data (same net, data and budget for every method).
+
+    ``target_pairs``: train on a subset of that many target pairs, drawn with ``target_seed`` (default: the
+    training seed, so every seed also sees other target pairs); ``modulation`` false: the plain UNet (no
+    sensor/ISO input), the paper's fine-tuning baseline."""
     sensors = list(manifest['sensors'])
     target = target or manifest['target']
     if target not in sensors:
@@ -45,14 +68,20 @@ def embedded_options(name: str, mode: str, manifest: Dict[str, Any], data_root: 
     sources = list(sources) if sources is not None else [s for s in sensors if s != target]
     p = int(round(stage_fractions[0] * total_iter))
     f = int(round(stage_fractions[2] * total_iter))
+    gt_size = min(gt_size, int(manifest.get('packed_patch_size', gt_size)))  # a small set: its whole images
     network = embedded_network(sensors)
     network['base_ch'] = base_ch
+    if not modulation:
+        network.update(use_sensor=False, use_iso=False)
     opt = adl_options(name, mode, target, sources, sensors, osp.abspath(data_root), gt_size=gt_size, batch=batch,
                       target_batch=target_batch, network=network, total_iter=total_iter,
                       stages=[p, total_iter - p - f, f], lr=lr, val_crop=val_crop, num_gpu=0,
                       print_freq=max(total_iter // 10, 1), ckpt_freq=10 ** 9, val_freq=10 ** 9,
                       heatmap_epochs=6, gate=gate, augment=False)
     opt['manual_seed'] = seed
+    if target_pairs is not None:
+        opt['datasets']['train']['target_pairs'] = int(target_pairs)
+        opt['datasets']['train']['target_seed'] = int(seed if target_seed is None else target_seed)
     opt['logger']['use_tb_logger'] = False
     opt['val']['metrics'] = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}
     opt['adl'].update(adl_overrides)
@@ -150,6 +179,54 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.time() - self.start
+
+
+#: the scarce-target comparison: method -> (label, adl.mode, sensor/ISO modulation). The plain variants are the
+#: paper's fine-tuning baseline (a UNet without metadata) and its target-only counterpart.
+SCARCITY_METHODS = {'target_only': ('target-only', 'target_only', True),
+                    'target_only_plain': ('target-only, plain UNet', 'target_only', False),
+                    'finetune': ('fine-tuning', 'finetune', True),
+                    'finetune_plain': ('fine-tuning, plain UNet', 'finetune', False),
+                    'adl': ('ADL', 'adl', True)}
+COLLAPSE_DB = 0.05  # a run this close to the noisy input's PSNR has learnt (nearly) the identity
+
+
+def collapsed(psnr: float, noisy_psnr: float) -> bool:
+    """Whether a run ended at (or below) the noisy input: it learnt nothing, and must not count as a baseline."""
+    return psnr - noisy_psnr < COLLAPSE_DB
+
+
+def best_baseline(scores: Dict[str, float], noisy_psnr: float) -> Optional[float]:
+    """The best PSNR among the non-ADL methods of one seed that did not collapse (None if all did)."""
+    kept = [v for m, v in scores.items() if m != 'adl' and not collapsed(v, noisy_psnr)]
+    return max(kept) if kept else None
+
+
+def train_and_score(opt: Dict[str, Any], workdir: str, dataset, keep_outputs: int = 0) -> Dict[str, Any]:
+    """Train one run through train.py and score its final weights on ``dataset``."""
+    with Timer() as t:
+        exp = run_training(opt, workdir)
+    result = evaluate_run(opt, exp, dataset, keep_outputs=keep_outputs)
+    counts = accept_counts(exp)
+    result.update(seconds=t.seconds, experiment=exp, per_source=counts,
+                  accepted=sum(a for a, _ in counts.values()), decisions=sum(n for _, n in counts.values()))
+    return result
+
+
+def run_parallel(jobs: int, work: Sequence[Any], fn) -> None:
+    """Call ``fn(item)`` for every item, ``jobs`` at a time (threads: each call trains in a subprocess, which
+    then gets one thread, as two torch processes with two threads each on two cores run far slower than one)."""
+    if jobs <= 1:
+        for item in work:
+            fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    import torch
+    os.environ['OMP_NUM_THREADS'] = '1'  # inherited by the training subprocesses
+    torch.set_num_threads(1)
+    with ThreadPoolExecutor(jobs) as pool:
+        for future in [pool.submit(fn, item) for item in work]:
+            future.result()
 
 
 def run_suite(runs: Dict[str, Any], out_dir: str, workdir: str = '.', tag: str = '',

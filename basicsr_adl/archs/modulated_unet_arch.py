@@ -9,6 +9,13 @@ modulation is the identity and the net starts as the plain UNet.
 ISO encoding (our choice; the paper does not give one): s = log2(ISO / iso_ref), iso_ref = 100 by default,
 so ISO 100 -> 0, ISO 800 -> 3, ISO 6400 -> 6; doublings of gain are equal steps.
 
+ISO range (our choice, against the identity collapse seen on real data): the MLPs are only trained at the ISOs
+of the training data, and a LeakyReLU MLP extrapolates linearly, so at an unseen ISO gamma = 1 + tanh(.) can
+saturate at 0 and switch whole blocks off: the net then returns its input. The training ISO range is kept in
+the buffer ``iso_range`` (log2 encoded; set by ADLModel from the training data with :meth:`set_iso_range`) and
+the encoded ISO is clamped to it, so an ISO outside it is treated as the nearest one trained on. Until it is
+set (a plain BasicSR model, old checkpoints) nothing is clamped.
+
 ``use_sensor`` / ``use_iso`` switch either input off (ablation); with both off there is no modulation at all
 and the module is a plain UNet (same parameter names as the backbone).
 """
@@ -85,13 +92,18 @@ class ModulatedUNet(nn.Module):
         use_sensor, use_iso: feed the one-hot sensor / the encoded ISO to the modulation MLPs.
         mlp_hidden: hidden width of the four-layer MLPs.
         iso_ref: ISO that encodes to 0.
-        residual: predict a residual added to the input (needs in_ch == out_ch); the 1x1 head then starts
-            at zero, so the untrained net is the identity.
+        residual: predict a residual added to the input (needs in_ch == out_ch).
+        head_init_scale: with ``residual``, the 1x1 head starts at PyTorch's default init times this (bias 0),
+            so the untrained net is close to the identity. 0 makes it exactly the identity, but that is a trap
+            (measured: a plain UNet fine-tuned on the embedded set ended at its input): with a zero head no
+            gradient reaches the body, and the head's own gradient is only the weak correlation of random
+            features with the residual, so the net can stay at the identity for a whole run. [choice] 0.1.
     """
 
     def __init__(self, in_ch: int = 4, out_ch: int = 4, base_ch: int = 32, convs_per_block: int = 2,
                  dense: bool = False, dense_layers: int = 5, num_sensors: int = 1, use_sensor: bool = True,
                  use_iso: bool = True, mlp_hidden: int = 64, iso_ref: float = 100.0, residual: bool = True,
+                 head_init_scale: float = 0.1,
                  slope: float = 0.2) -> None:
         super().__init__()
         if residual and in_ch != out_ch:
@@ -109,9 +121,10 @@ class ModulatedUNet(nn.Module):
         self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, 2) for i in reversed(range(DOWNSAMPLINGS)))
         self.decoders = nn.ModuleList(block(2 * widths[i], widths[i]) for i in reversed(range(DOWNSAMPLINGS)))
         self.head = nn.Conv2d(widths[0], out_ch, 1)
-        if self.residual:  # start as the identity: a short run can only improve on the noisy input
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        if self.residual:  # start near the identity (see head_init_scale)
+            with torch.no_grad():
+                self.head.weight.mul_(float(head_init_scale))
+                self.head.bias.zero_()
 
         # channels modulated, in forward order: encoder levels 0..4, then decoder levels 3..0
         self.modulated_channels: List[int] = widths + [widths[i] for i in reversed(range(DOWNSAMPLINGS))]
@@ -121,6 +134,26 @@ class ModulatedUNet(nn.Module):
             total = sum(self.modulated_channels)
             self.mlp_gamma = four_layer_mlp(meta_dim, mlp_hidden, total, slope)
             self.mlp_beta = four_layer_mlp(meta_dim, mlp_hidden, total, slope)
+        if self.use_iso:  # encoded [low, high]; low > high means "not set": no clamp
+            self.register_buffer('iso_range', torch.tensor([math.inf, -math.inf]))
+
+    def set_iso_range(self, low_iso: float, high_iso: float) -> None:
+        """Clamp the ISO input to [low_iso, high_iso] (the training data's ISO range) from now on."""
+        if not self.use_iso:
+            return
+        if not 0 < low_iso <= high_iso:
+            raise ValueError(f'ISO range must satisfy 0 < low <= high, got {low_iso}, {high_iso}')
+        encoded = encode_iso(torch.tensor([float(low_iso), float(high_iso)]), self.iso_ref)
+        self.iso_range.copy_(encoded.to(self.iso_range))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + 'iso_range'
+        if self.use_iso and key not in state_dict:  # a checkpoint from before the clamp: leave it unset
+            state_dict = dict(state_dict)
+            state_dict[key] = torch.tensor([math.inf, -math.inf])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @property
     def modulated(self) -> bool:
@@ -143,7 +176,11 @@ class ModulatedUNet(nn.Module):
                 raise ValueError('ModulatedUNet(use_iso=True) needs `iso` (ISO per image)')
             iso = torch.as_tensor(iso, device=device, dtype=torch.float32).reshape(-1)
             iso = iso.expand(batch) if iso.numel() == 1 else iso
-            parts.append(encode_iso(iso, self.iso_ref).unsqueeze(1).expand(batch, self.num_sensors))
+            encoded = encode_iso(iso, self.iso_ref)
+            low, high = self.iso_range.to(encoded)
+            if bool(low <= high):
+                encoded = encoded.clamp(low, high)
+            parts.append(encoded.unsqueeze(1).expand(batch, self.num_sensors))
         return torch.cat(parts, 1)
 
     def forward(self, x: torch.Tensor, sensor: Optional[Union[int, torch.Tensor]] = None,

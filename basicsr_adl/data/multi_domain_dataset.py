@@ -153,6 +153,22 @@ class MultiDomainDataset(data.Dataset):
                 out[key] = item[key]
         return out
 
+    def domain_isos(self, name: str) -> List[float]:
+        """The finite ISOs of domain ``name``'s training pairs (the target: its configured pairs), as items carry
+        them: the sub-dataset's ``item_isos()`` when it has one (metadata only), else by loading every item."""
+        sub = self._train_sets[name]
+        raw = sub.item_isos() if hasattr(sub, 'item_isos') else [sub[i].get('iso') for i in range(len(sub))]
+        if name == self.target:
+            raw = [raw[i] for i in self.target_indices]
+        fallback = self._domain_opts[name].get('iso')
+        isos = []
+        for iso in raw:
+            if iso is None or not math.isfinite(float(iso)):
+                iso = fallback
+            if iso is not None and math.isfinite(float(iso)):
+                isos.append(float(iso))
+        return isos
+
     def source_of(self, name: str, item: Dict[str, Any], part: str) -> str:
         """Where the noisy (``part`` 'lq') or clean ('gt') image of ``item`` comes from, for a message: its
         file, or its key in the LMDB named by the domain's ``dataroot_<part>``."""

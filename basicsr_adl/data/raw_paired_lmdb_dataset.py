@@ -70,6 +70,15 @@ class RawPairedLMDBDataset(data.Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    def item_isos(self) -> List[float]:
+        """Each pair's ISO from the metadata alone (no image read): what a model needs to know the ISO range."""
+        isos = []
+        for key in self.keys:
+            lq_meta = self.lq_reader.meta(key)
+            isos.append(resolve_iso([lq_meta, self.gt_reader.meta(lq_meta.get('gt_key', key))], key,
+                                    self.opt.get('default_iso')))
+        return isos
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         key = self.keys[index]
         lq_meta = self.lq_reader.meta(key)

@@ -1,5 +1,5 @@
 """``RealNoisyPairsDataset``: real sRGB noisy/clean pairs with camera (domain) and ISO labels, split by scene."""
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from torch.utils import data
@@ -65,6 +65,10 @@ class RealNoisyPairsDataset(data.Dataset):
         missing = sorted({p.camera for p in pairs} - set(self.sensors))
         if missing:
             raise RealPairsError(f"RealNoisyPairsDataset: cameras {missing} are not in option 'sensors' {self.sensors}")
+
+    def item_isos(self) -> List[Optional[float]]:
+        """Each pair's ISO from its name or options (no image read); None where it has none."""
+        return [p.iso for p in self.pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)

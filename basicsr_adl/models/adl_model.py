@@ -136,6 +136,7 @@ class ADLModel(SRModel):
         self._check_usable_targets(n_target)
         self.val_defaults = {'sensor': self.val_cache[0]['sensor'], 'iso': self.val_cache[0]['iso']}
         self._check_metadata()
+        self._set_iso_range()
 
         gate_opt = a['gate']  # criterion, on_reject, revert_optimizer and target_batch agree (adl_options)
         criterion = gate_opt['criterion']
@@ -223,6 +224,26 @@ class ADLModel(SRModel):
             if 'sensor' in self.net_meta and num_sensors is not None and int(item['sensor']) >= num_sensors:
                 raise OptionError(f"option 'network_g.num_sensors': domain '{name}' has sensor index "
                                   f"{int(item['sensor'])} but the net knows {num_sensors} sensors")
+
+    def _set_iso_range(self) -> None:
+        """Tell a net with ``set_iso_range`` the ISO range of the pairs this mode trains on (widened by a range a
+        loaded net already holds), so it never extrapolates its ISO modulation (see modulated_unet_arch)."""
+        bare = self.get_bare_model(self.net_g)
+        if not (self._adl_opt['clamp_iso'] and 'iso' in self.net_meta and hasattr(bare, 'set_iso_range')):
+            return
+        isos = [float(self.val_cache[i]['iso']) for i in self.target_usable]
+        if self.mode != 'target_only':
+            for name in self.domains.sources:
+                isos += self.domains.domain_isos(name)
+        isos = [v for v in isos if math.isfinite(v) and v > 0]
+        if not isos:
+            return
+        low, high = min(isos), max(isos)
+        held = getattr(bare, 'iso_range', None)
+        if held is not None and bool(held[0] <= held[1]):  # a pretrained net's range: keep what it knows
+            low, high = min(low, 2 ** float(held[0]) * bare.iso_ref), max(high, 2 ** float(held[1]) * bare.iso_ref)
+        bare.set_iso_range(low, high)
+        self.logger.info(f'ADL: the net\'s ISO input is clamped to the training ISO range {low:g}-{high:g}')
 
     # ------------------------------------------------------------------------------------------------ data
     def feed_data(self, data: Dict[str, Any]) -> None:

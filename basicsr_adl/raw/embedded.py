@@ -1,10 +1,20 @@
-"""Embedded default RAW data: a small multi-sensor noisy/clean set built from scikit-image's sample photos.
+"""Embedded default RAW data: a small multi-sensor noisy/clean set built from the sample photos installed packages ship.
 
-Why: the demo and the tests need RAW data from several sensors without downloading SIDD/SID/ELD. Each
-photo crop is turned into RAW by the inverse camera pipeline (``unprocess.py``) with one sensor's colour
-matrix, white balance, CFA pattern and black/white levels, then given that sensor's calibrated noise
-(``noise_models.py``) at an ISO drawn from its range. One sensor is the *target* (few pairs), the others are
-*sources* (more pairs), as in ADL.
+Why: the demo, the evidence scripts and the tests need RAW data from several sensors without downloading
+SIDD/SID/ELD. Each photo crop is turned into RAW by the inverse camera pipeline (``unprocess.py``) with one
+sensor's colour matrix, white balance, CFA pattern and black/white levels, then given that sensor's calibrated
+noise (``noise_models.py``) at an ISO drawn from its range.
+
+The split has ADL's premise, target *scarcity* (paper, Sec. 1 and Fig. 3: ~20 pairs of one new sensor against
+large, diverse sources). Our choices:
+
+* the **target** sensor's training pairs come from few photos (``TARGET_PHOTOS``, 2) and a narrow ISO band
+  (``target_iso_band``: a slice of its log-ISO range, default 0.3-0.6); how many the training uses is the
+  dataset option ``datasets.train.target_pairs`` (a seeded subset), so one build serves a whole scarcity sweep;
+* its **test** pairs come from photos no sensor trains on (``TEST_PHOTOS``) and span its whole ISO range
+  (stratified in log ISO), so the test asks what the target set alone cannot teach: other scenes, other ISOs;
+* the **sources** cover every other suitable photo (``SOURCE_PHOTOS``: scikit-image's and matplotlib's RGB
+  photos and two grey ones), crops at scales 0.25-1x, over each sensor's whole ISO range.
 
 Output (all RAW LMDB, see ``lmdb_store.py``)::
 
@@ -23,14 +33,23 @@ import numpy as np
 from basicsr_adl.raw.atomic import InterruptGuard, make_temp_dir, publish_together, remove_temp_dir
 from basicsr_adl.raw.bayer import pack
 from basicsr_adl.raw.lmdb_store import RawLMDBWriter
-from basicsr_adl.raw.noise_models import SENSOR_PROFILES, get_profile, sample_iso, synthesize_noisy_uint16
+from basicsr_adl.raw.noise_models import SENSOR_PROFILES, get_profile, synthesize_noisy_uint16
 from basicsr_adl.raw.unprocess import UnprocessParams, camera_to_srgb_matrix, mosaic_rgb, unprocess_to_linear_camera
 
 MANIFEST_FORMAT = 'basicsr_adl.embedded_raw'
 DEFAULT_OUT = os.path.join('datasets', 'embedded', 'raw')
 DEFAULT_TARGET = 'IMX686'
-TRAIN_PHOTOS = ('astronaut', 'immunohistochemistry', 'hubble_deep_field', 'retina', 'rocket')
+MANIFEST_VERSION = 2  # 2: scarce target (few photos, narrow ISO band), held-out test photos, wide sources
+#: the target's few training scenes
+TARGET_PHOTOS = ('astronaut', 'rocket')
+#: photos no sensor trains on: the target's test pairs (skimage's ``cat`` is this ``chelsea`` again: unused)
 TEST_PHOTOS = ('chelsea', 'coffee')
+#: every other suitable photo the installed packages ship ('mpl:' = matplotlib's sample data; camera and moon
+#: are grey photos, used as colourless scenes)
+SOURCE_PHOTOS = ('astronaut', 'rocket', 'immunohistochemistry', 'hubble_deep_field', 'retina', 'mpl:grace_hopper.jpg',
+                 'camera', 'moon')
+DEFAULT_TARGET_ISO_BAND = (0.3, 0.6)  # [choice] fraction of the target's log-ISO range it trains on
+TARGET_SCALES, SOURCE_SCALES = (0.5, 1.0), (0.25, 1.0)  # [choice] random rescale of a photo before cropping
 
 
 @dataclass(frozen=True)
@@ -61,23 +80,34 @@ SENSOR_COLOURS: Dict[str, SensorColour] = {
 
 
 def load_photos(names: Sequence[str]) -> List[np.ndarray]:
-    """RGB uint8 sample photos shipped with scikit-image (no download)."""
-    import skimage.data
+    """RGB uint8 sample photos shipped with scikit-image (``name``) or matplotlib (``mpl:<file>``); no download.
+    Grey photos become three equal channels."""
     photos = []
     for name in names:
-        img = getattr(skimage.data, name)()
+        if name.startswith('mpl:'):
+            import matplotlib.cbook
+            import matplotlib.image
+            img = np.asarray(matplotlib.image.imread(matplotlib.cbook.get_sample_data(name[4:], asfileobj=False)))
+        else:
+            import skimage.data
+            img = getattr(skimage.data, name)()
+        if img.dtype != np.uint8:
+            raise ValueError(f'sample photo {name} is {img.dtype}, not an 8-bit photo')
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
         if img.ndim != 3 or img.shape[2] < 3:
-            raise ValueError(f'skimage.data.{name} is not an RGB photo')
+            raise ValueError(f'sample photo {name} is not an RGB or grey photo')
         photos.append(np.ascontiguousarray(img[..., :3]))
     return photos
 
 
-def random_crop_rgb(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Random rescale (0.5-1x), crop ``size`` x ``size`` and flip of an RGB photo."""
+def random_crop_rgb(photo: np.ndarray, size: int, rng: np.random.Generator,
+                    scales: Tuple[float, float] = TARGET_SCALES) -> np.ndarray:
+    """Random rescale (``scales``, at least what the crop needs), crop ``size`` x ``size`` and flip of an RGB photo."""
     import cv2
     height, width = photo.shape[:2]
     min_scale = size / min(height, width)
-    scale = rng.uniform(max(0.5, min_scale), max(1.0, min_scale))
+    scale = rng.uniform(max(scales[0], min_scale), max(scales[1], min_scale))
     if abs(scale - 1.0) > 1e-3:
         photo = cv2.resize(photo, (max(size, round(width * scale)), max(size, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
@@ -111,15 +141,34 @@ def _split_counts(sensors: Sequence[str], target: str, target_train: int, target
     return {s: (target_train, target_test) if s == target else (source_train, source_test) for s in sensors}
 
 
+def iso_band(iso_range: Tuple[float, float], band: Tuple[float, float]) -> Tuple[float, float]:
+    """The ISOs between fractions ``band`` of the log-ISO range (0 = lowest ISO, 1 = highest)."""
+    lo, hi = np.log(iso_range[0]), np.log(iso_range[1])
+    return float(np.exp(lo + band[0] * (hi - lo))), float(np.exp(lo + band[1] * (hi - lo)))
+
+
+def stratified_isos(iso_range: Tuple[float, float], count: int) -> List[float]:
+    """``count`` ISOs evenly spread in log ISO over the whole range (bin centres), so a small test set spans it."""
+    lo, hi = np.log(iso_range[0]), np.log(iso_range[1])
+    return [float(np.round(np.exp(lo + (i + 0.5) / count * (hi - lo)))) for i in range(count)]
+
+
+def _log_uniform_iso(iso_range: Tuple[float, float], rng: np.random.Generator) -> float:
+    lo, hi = np.log(iso_range[0]), np.log(iso_range[1])
+    return float(np.round(np.exp(rng.uniform(lo, hi))))
+
+
 def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target: str = DEFAULT_TARGET,
-                       sensors: Optional[Sequence[str]] = None, target_train: int = 20, target_test: int = 6,
-                       source_train: int = 48, source_test: int = 6, seed: int = 0, overwrite: bool = False,
+                       sensors: Optional[Sequence[str]] = None, target_train: int = 32, target_test: int = 12,
+                       source_train: int = 48, source_test: int = 4, seed: int = 0,
+                       target_iso_band: Tuple[float, float] = DEFAULT_TARGET_ISO_BAND, overwrite: bool = False,
                        progress: bool = False) -> Dict:
     """Build the embedded multi-sensor RAW set at ``out_dir``; returns the manifest.
 
-    ``patch_size`` is in packed pixels (the mosaic is twice as large). The folder appears only when
-    complete: it is built in a temporary sibling folder (``atomic.make_temp_dir``) and renamed into place;
-    an error, Ctrl-C or SIGTERM removes it, and a failed ``overwrite`` keeps the old folder.
+    ``patch_size`` is in packed pixels (the mosaic is twice as large). ``target_train`` pairs are built for the
+    target (a run picks fewer with ``datasets.train.target_pairs``). The folder appears only when complete: it is
+    built in a temporary sibling folder (``atomic.make_temp_dir``) and renamed into place; an error, Ctrl-C or
+    SIGTERM removes it, and a failed ``overwrite`` keeps the old folder.
     """
     sensors = list(sensors or SENSOR_PROFILES)
     unknown = [s for s in sensors if s not in SENSOR_COLOURS]
@@ -127,11 +176,17 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
         raise ValueError(f'no embedded camera model for sensors {unknown}; known: {list(SENSOR_COLOURS)}')
     if target not in sensors:
         raise ValueError(f'target sensor {target!r} is not among sensors {sensors}')
+    if not 0 <= target_iso_band[0] < target_iso_band[1] <= 1:
+        raise ValueError(f'target_iso_band must be two fractions 0 <= low < high <= 1, got {tuple(target_iso_band)}')
+    if min(target_train, target_test) < 1 or min(source_train, source_test) < 0:
+        raise ValueError('the target needs at least 1 training and 1 test pair')
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f'{out_dir} already exists (use overwrite=True / --overwrite)')
     counts = _split_counts(sensors, target, target_train, target_test, source_train, source_test)
-    photos = {'train': load_photos(TRAIN_PHOTOS), 'test': load_photos(TEST_PHOTOS)}
+    photos = {name: photo for name, photo in zip(
+        sorted(set(TARGET_PHOTOS + TEST_PHOTOS + SOURCE_PHOTOS)),
+        load_photos(sorted(set(TARGET_PHOTOS + TEST_PHOTOS + SOURCE_PHOTOS))))}
     mosaic_size = 2 * patch_size + 2  # +2: room for the pattern offset
     total = sum(a + b for a, b in counts.values())
     bar = None
@@ -146,21 +201,31 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
         for sensor_index, sensor in enumerate(sensors):
             profile = get_profile(sensor)
             rng = np.random.default_rng([seed, sensor_index])
-            entry = {'role': 'target' if sensor == target else 'source', 'iso_range': list(profile.iso_range),
+            is_target = sensor == target
+            train_isos = iso_band(profile.iso_range, target_iso_band) if is_target else tuple(profile.iso_range)
+            plan = {  # split -> (photos, crop scales, ISO of pair i)
+                'train': (TARGET_PHOTOS if is_target else SOURCE_PHOTOS, TARGET_SCALES if is_target else SOURCE_SCALES,
+                          lambda i: _log_uniform_iso(train_isos, rng)),
+                'test': (TEST_PHOTOS, TARGET_SCALES, None)}
+            entry = {'role': 'target' if is_target else 'source', 'iso_range': list(profile.iso_range),
+                     'train_iso_range': [round(v, 1) for v in train_isos],
                      'black': profile.black, 'white': profile.white, 'pattern': SENSOR_COLOURS[sensor].pattern,
-                     'noise_source': profile.source, 'colour_source': SENSOR_COLOURS[sensor].note}
+                     'noise_source': profile.source, 'colour_source': SENSOR_COLOURS[sensor].note,
+                     'train_photos': list(plan['train'][0]), 'test_photos': list(TEST_PHOTOS)}
             for split, count in zip(('train', 'test'), counts[sensor]):
+                names, scales, iso_of = plan[split]
+                test_isos = stratified_isos(profile.iso_range, count) if split == 'test' else None
                 lq_rel, gt_rel = f'{sensor}/{split}_lq.lmdb', f'{sensor}/{split}_gt.lmdb'
                 with RawLMDBWriter(os.path.join(tmp, lq_rel)) as lq_writer, \
                         RawLMDBWriter(os.path.join(tmp, gt_rel)) as gt_writer:
                     for i in range(count):
-                        photo = photos[split][int(rng.integers(len(photos[split])))]
-                        rgb = random_crop_rgb(photo, mosaic_size, rng)
+                        name = names[i % len(names)]  # every photo of the split in turn
+                        rgb = random_crop_rgb(photos[name], mosaic_size, rng, scales)
                         clean, meta = make_clean_packed(rgb, sensor, rng, patch_size)
-                        iso = sample_iso(profile, rng)
+                        iso = test_isos[i] if test_isos is not None else iso_of(i)
                         noisy, params = synthesize_noisy_uint16(clean, profile, iso, rng)
                         key = f'{sensor}_{split}_{i:04d}'
-                        meta.update({'iso': iso, 'split': split})
+                        meta.update({'iso': iso, 'split': split, 'photo': name})
                         gt_writer.put(key, clean, meta)
                         lq_meta = dict(meta, gt_key=key, noise={'K': round(params.system_gain, 6),
                                                                  'read_scale': round(params.read_scale, 6),
@@ -172,11 +237,13 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
                 entry[f'{split}_pairs'] = count
                 entry[f'{split}_lq'], entry[f'{split}_gt'] = lq_rel, gt_rel
             domains[sensor] = entry
-        manifest = {'format': MANIFEST_FORMAT, 'version': 1, 'packed_patch_size': patch_size,
+        manifest = {'format': MANIFEST_FORMAT, 'version': MANIFEST_VERSION, 'packed_patch_size': patch_size,
                     'layout': 'packed R,G1,G2,B (4,H,W) uint16', 'sensors': sensors, 'target': target,
                     'sources': [s for s in sensors if s != target], 'domains': domains, 'seed': seed,
-                    'source_images': {'train': list(TRAIN_PHOTOS), 'test': list(TEST_PHOTOS),
-                                      'package': 'scikit-image (skimage.data)'}}
+                    'target_iso_band': list(target_iso_band),
+                    'source_images': {'target_train': list(TARGET_PHOTOS), 'source_train': list(SOURCE_PHOTOS),
+                                      'test': list(TEST_PHOTOS),
+                                      'package': 'scikit-image (skimage.data), matplotlib (mpl: sample data)'}}
         with open(os.path.join(tmp, 'manifest.json'), 'w') as handle:
             json.dump(manifest, handle, indent=2)
         with guard.holding():
