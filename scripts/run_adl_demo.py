@@ -179,7 +179,8 @@ def main(argv=None) -> int:
     print(f'\ntable:   {osp.abspath(osp.join(args.out, "table.txt"))}')
     print(f'heatmap: {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_heatmap.png"))}')
     print(f'csv:     {osp.abspath(osp.join(exp_dirs["adl"], "adl_accept_rates.csv"))}')
-    print(f'strip:   {osp.abspath(strip)}  (noisy | ' + ' | '.join(strip_methods) + ' | clean)')
+    print(f'strip:   {osp.abspath(strip)}  (noisy | ' + ' | '.join(SCARCITY_METHODS[m][0] for m in strip_methods)
+          + ' | clean)')
     return 0
 
 

@@ -57,3 +57,23 @@ def test_evidence_adl_real_names_a_bad_target_and_scene(tmp_path):
     proc = run_cli([sys.executable, SCRIPT, '--polyu', str(polyu), '--target', 'CamT', '--test-scenes', 'zz'],
                    tmp_path, check=False)
     assert proc.returncode != 0 and 'zz' in proc.stderr and '--test-scenes' in proc.stderr
+
+
+def test_evidence_adl_real_seeds_and_targets_give_one_summary(tmp_path):
+    polyu, _ = _data(tmp_path)
+    _pair(polyu / 'CamS_8_8_3200_z_9_real.png', polyu / 'CamS_8_8_3200_z_9_mean.png', 9)  # CamS: 2 to train on
+    out = tmp_path / 'out'
+    args = [sys.executable, SCRIPT, '--polyu', str(polyu), '--targets', 'CamT', 'CamS', '--seeds', '1', '2',
+            '--test-scenes', 'c', 'y', '--iters', '3', '--patch', '16', '--val-crop', '16', '--batch', '2',
+            '--target-batch', '1', '--base-ch', '4', '--only', 'target_only_plain', 'adl', '--out', str(out),
+            '--workdir', str(tmp_path)]
+    run_cli(args, tmp_path, timeout=600)
+    results = json.loads((out / 'results.json').read_text())
+    assert sorted(results) == sorted(f'{t}_s{s}_{k}' for t in ('CamT', 'CamS') for s in (1, 2)
+                                     for k in ('target_only_plain', 'adl'))
+    table = (out / 'table.txt').read_text()
+    assert 'target CamT (noisy input' in table and 'target CamS (noisy input' in table
+    assert 'mean over targets' in table and 'target-only, plain UNet' in table
+    row = next(line for line in table.splitlines() if line.strip().startswith('target-only, plain UNet'))
+    assert len(row.split('   ')[-1].split(', ')) == 2  # one PSNR per seed
+    assert (out / 'table_CamS_s2.txt').is_file()

@@ -243,18 +243,13 @@ def run_suite(runs: Dict[str, Any], out_dir: str, workdir: str = '.', tag: str =
     for n, (key, (group, label, opt)) in enumerate(runs.items(), 1):
         iters = opt['train']['total_iter']
         print(f'[{n}/{len(runs)} {key}] {label}: training {iters} iterations ...', flush=True)
-        with Timer() as t:
-            exp = run_training(opt, workdir)
         dataset = dataset if dataset is not None else test_dataset(opt)
-        r = evaluate_run(opt, exp, dataset)
-        counts = accept_counts(exp)
-        acc = sum(a for a, _ in counts.values())
-        tot = sum(n_ for _, n_ in counts.values())
-        results[key] = {'group': group, 'label': label, 'psnr': r['psnr'], 'ssim': r['ssim'],
-                        'psnr_per_image': r['psnr_per_image'], 'seconds': t.seconds, 'accepted': acc,
-                        'decisions': tot, 'per_source': counts, 'tag': tag, 'experiment': exp}
-        print(f'[{n}/{len(runs)} {key}] PSNR {r["psnr"]:.2f} dB, SSIM {r["ssim"]:.4f}, accepted {acc}/{tot}, '
-              f'{t.seconds:.0f} s', flush=True)
+        r = train_and_score(opt, workdir, dataset)
+        results[key] = {'group': group, 'label': label, 'tag': tag,
+                        **{k: r[k] for k in ('psnr', 'ssim', 'psnr_per_image', 'seconds', 'accepted', 'decisions',
+                                             'per_source', 'experiment')}}
+        print(f'[{n}/{len(runs)} {key}] PSNR {r["psnr"]:.2f} dB, SSIM {r["ssim"]:.4f}, accepted '
+              f'{r["accepted"]}/{r["decisions"]}, {r["seconds"]:.0f} s', flush=True)
         with open(results_path, 'w') as fh:
             json.dump(results, fh, indent=1)
     return results
