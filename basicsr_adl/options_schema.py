@@ -805,7 +805,8 @@ PATH = Section({
 }, patterns=[(r'pretrain_network_\w+', _s(), 'pretrain_network_g'), (r'strict_load_\w+', _b(), 'strict_load_g'),
              (r'param_key_\w+', _s(), 'param_key_g')], required=True, owner='BasicSR (path)')
 LOGGER = {'print_freq': _i(min=1, required=TRAINING), 'save_checkpoint_freq': _i(min=1, required=TRAINING),
-          'use_tb_logger': _b(), 'wandb': Section({'project': _s(), 'resume_id': _s()}, nullable=True,
+          'use_tb_logger': _b(required=TRAINING, nullable=False, why="BasicSR's MessageLogger reads it when training"),
+          'wandb': Section({'project': _s(), 'resume_id': _s()}, nullable=True,
                                                   owner='BasicSR (logger.wandb)')}
 TRAIN_COMMON = {'total_iter': _i(min=1, required=TRAINING), 'warmup_iter': _i(min=-1)}
 VAL_COMMON = {'val_freq': _i(min=1, required=TRAINING), 'save_img': _b(required=True, nullable=False,

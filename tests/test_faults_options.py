@@ -161,6 +161,8 @@ def test_zero_batch(sr_opt):
     ('train.pixel_opt', 'del', "missing required option 'train.pixel_opt' (or train.perceptual_opt): SRModel "
                                'needs at least one of the two losses'),
     ('val.save_img', 'del', "missing required option 'val.save_img' (BasicSR reads it at every validation)"),
+    ('logger.use_tb_logger', 'del', "missing required option 'logger.use_tb_logger' (BasicSR's MessageLogger reads "
+                                    'it when training)'),
 ])
 def test_more_of_the_tree(sr_opt, path, value, message):
     assert error_of(edit(sr_opt, path, value)) == message
