@@ -134,8 +134,8 @@ class ModulatedUNet(nn.Module):
             total = sum(self.modulated_channels)
             self.mlp_gamma = four_layer_mlp(meta_dim, mlp_hidden, total, slope)
             self.mlp_beta = four_layer_mlp(meta_dim, mlp_hidden, total, slope)
-        if self.use_iso:  # encoded [low, high]; low > high means "not set": no clamp
-            self.register_buffer('iso_range', torch.tensor([math.inf, -math.inf]))
+        if self.use_iso:  # encoded [low, high]; [-inf, inf] until set: the clamp is then a no-op
+            self.register_buffer('iso_range', torch.tensor([-math.inf, math.inf]))
 
     def set_iso_range(self, low_iso: float, high_iso: float) -> None:
         """Clamp the ISO input to [low_iso, high_iso] (the training data's ISO range) from now on."""
@@ -151,7 +151,7 @@ class ModulatedUNet(nn.Module):
         key = prefix + 'iso_range'
         if self.use_iso and key not in state_dict:  # a checkpoint from before the clamp: leave it unset
             state_dict = dict(state_dict)
-            state_dict[key] = torch.tensor([math.inf, -math.inf])
+            state_dict[key] = torch.tensor([-math.inf, math.inf])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -176,10 +176,8 @@ class ModulatedUNet(nn.Module):
                 raise ValueError('ModulatedUNet(use_iso=True) needs `iso` (ISO per image)')
             iso = torch.as_tensor(iso, device=device, dtype=torch.float32).reshape(-1)
             iso = iso.expand(batch) if iso.numel() == 1 else iso
-            encoded = encode_iso(iso, self.iso_ref)
-            low, high = self.iso_range.to(encoded)
-            if bool(low <= high):
-                encoded = encoded.clamp(low, high)
+            low, high = self.iso_range.to(iso.device)  # [-inf, inf] until set: a no-op, and no host sync
+            encoded = encode_iso(iso, self.iso_ref).clamp(low, high)
             parts.append(encoded.unsqueeze(1).expand(batch, self.num_sensors))
         return torch.cat(parts, 1)
 

@@ -240,7 +240,7 @@ class ADLModel(SRModel):
             return
         low, high = min(isos), max(isos)
         held = getattr(bare, 'iso_range', None)
-        if held is not None and bool(held[0] <= held[1]):  # a pretrained net's range: keep what it knows
+        if held is not None and bool(torch.isfinite(held).all()):  # a pretrained net's range: keep what it knows
             low, high = min(low, 2 ** float(held[0]) * bare.iso_ref), max(high, 2 ** float(held[1]) * bare.iso_ref)
         bare.set_iso_range(low, high)
         self.logger.info(f'ADL: the net\'s ISO input is clamped to the training ISO range {low:g}-{high:g}')
