@@ -155,9 +155,15 @@ class MultiDomainDataset(data.Dataset):
 
     def domain_isos(self, name: str) -> List[float]:
         """The finite ISOs of domain ``name``'s training pairs (the target: its configured pairs), as items carry
-        them: the sub-dataset's ``item_isos()`` when it has one (metadata only), else by loading every item."""
+        them: the sub-dataset's ``item_isos()`` when it has one (metadata only), else by loading every item (only
+        when its first item carries an ISO; otherwise every item takes the domain's ``iso`` option)."""
         sub = self._train_sets[name]
-        raw = sub.item_isos() if hasattr(sub, 'item_isos') else [sub[i].get('iso') for i in range(len(sub))]
+        if hasattr(sub, 'item_isos'):
+            raw = sub.item_isos()
+        elif sub[0].get('iso') is None:  # items without ISO (BasicSR's datasets): do not read every image for it
+            raw = [None] * len(sub)
+        else:
+            raw = [sub[i].get('iso') for i in range(len(sub))]
         if name == self.target:
             raw = [raw[i] for i in self.target_indices]
         fallback = self._domain_opts[name].get('iso')

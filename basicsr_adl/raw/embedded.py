@@ -179,14 +179,14 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
     if not 0 <= target_iso_band[0] < target_iso_band[1] <= 1:
         raise ValueError(f'target_iso_band must be two fractions 0 <= low < high <= 1, got {tuple(target_iso_band)}')
     if min(target_train, target_test) < 1 or min(source_train, source_test) < 0:
-        raise ValueError('the target needs at least 1 training and 1 test pair')
+        raise ValueError(f'need at least 1 target training and test pair and no negative source count, got '
+                         f'target {target_train}/{target_test}, sources {source_train}/{source_test}')
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f'{out_dir} already exists (use overwrite=True / --overwrite)')
     counts = _split_counts(sensors, target, target_train, target_test, source_train, source_test)
-    photos = {name: photo for name, photo in zip(
-        sorted(set(TARGET_PHOTOS + TEST_PHOTOS + SOURCE_PHOTOS)),
-        load_photos(sorted(set(TARGET_PHOTOS + TEST_PHOTOS + SOURCE_PHOTOS))))}
+    names = sorted(set(TARGET_PHOTOS + TEST_PHOTOS + SOURCE_PHOTOS))
+    photos = dict(zip(names, load_photos(names)))
     mosaic_size = 2 * patch_size + 2  # +2: room for the pattern offset
     total = sum(a + b for a, b in counts.values())
     bar = None
@@ -203,26 +203,25 @@ def build_embedded_raw(out_dir: str = DEFAULT_OUT, patch_size: int = 128, target
             rng = np.random.default_rng([seed, sensor_index])
             is_target = sensor == target
             train_isos = iso_band(profile.iso_range, target_iso_band) if is_target else tuple(profile.iso_range)
-            plan = {  # split -> (photos, crop scales, ISO of pair i)
-                'train': (TARGET_PHOTOS if is_target else SOURCE_PHOTOS, TARGET_SCALES if is_target else SOURCE_SCALES,
-                          lambda i: _log_uniform_iso(train_isos, rng)),
-                'test': (TEST_PHOTOS, TARGET_SCALES, None)}
+            plan = {  # split -> (photos, crop scales)
+                'train': (TARGET_PHOTOS if is_target else SOURCE_PHOTOS, TARGET_SCALES if is_target else SOURCE_SCALES),
+                'test': (TEST_PHOTOS, TARGET_SCALES)}
             entry = {'role': 'target' if is_target else 'source', 'iso_range': list(profile.iso_range),
                      'train_iso_range': [round(v, 1) for v in train_isos],
                      'black': profile.black, 'white': profile.white, 'pattern': SENSOR_COLOURS[sensor].pattern,
                      'noise_source': profile.source, 'colour_source': SENSOR_COLOURS[sensor].note,
                      'train_photos': list(plan['train'][0]), 'test_photos': list(TEST_PHOTOS)}
             for split, count in zip(('train', 'test'), counts[sensor]):
-                names, scales, iso_of = plan[split]
+                photo_names, scales = plan[split]
                 test_isos = stratified_isos(profile.iso_range, count) if split == 'test' else None
                 lq_rel, gt_rel = f'{sensor}/{split}_lq.lmdb', f'{sensor}/{split}_gt.lmdb'
                 with RawLMDBWriter(os.path.join(tmp, lq_rel)) as lq_writer, \
                         RawLMDBWriter(os.path.join(tmp, gt_rel)) as gt_writer:
                     for i in range(count):
-                        name = names[i % len(names)]  # every photo of the split in turn
+                        name = photo_names[i % len(photo_names)]  # every photo of the split in turn
                         rgb = random_crop_rgb(photos[name], mosaic_size, rng, scales)
                         clean, meta = make_clean_packed(rgb, sensor, rng, patch_size)
-                        iso = test_isos[i] if test_isos is not None else iso_of(i)
+                        iso = test_isos[i] if test_isos is not None else _log_uniform_iso(train_isos, rng)
                         noisy, params = synthesize_noisy_uint16(clean, profile, iso, rng)
                         key = f'{sensor}_{split}_{i:04d}'
                         meta.update({'iso': iso, 'split': split, 'photo': name})
