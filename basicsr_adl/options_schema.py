@@ -504,6 +504,10 @@ DATASET_KEYS: Dict[str, Dict[str, Any]] = {
                               'corruption': _s(required=True, choices=('noisy_gt', 'misaligned', 'black_gt',
                                                                        'blurred_gt'), what='corruption'),
                               'sigma': _n(min=0), 'shift': _i(), 'blur': _i(min=1)},
+    'CameraRawDataset': {'dataroot_lq': _s(required=True, why='a folder of camera RAW files, or one file'),
+                         'files': _l(doc='only these file names of the folder'), 'sensors': _l(),
+                         'sensor': _s(doc="these files' sensor, a name in 'sensors'"),
+                         'iso': _n(above=0, doc='ISO for files that carry none')},
     'LayoutPairedDataset': {'layout': _s(required=True), 'dataroot': _s(required=True), 'max_pairs': _i(min=1),
                             **OPT_CROP},
     'SyntheticDegradationDataset': {'degradation': _s(required=True, choices=('blur', 'haze'), what='degradation'),
@@ -554,9 +558,15 @@ def _domain_spec(name: str) -> Dynamic:
     return Dynamic(resolve)
 
 
+# val/test sets of any type: the metadata a modulated net needs when the items carry none (sRGB folders)
+EVAL_META = {'sensor': _s(doc="the items' sensor: a name in the top-level 'sensors' list"),
+             'iso': _n(above=0, doc="the items' ISO when they carry none")}
+
+
 def _phase_spec(phase_key: str) -> Dynamic:
     phase = phase_key.split('_')[0]  # BasicSR: val_1 -> val
-    return Dynamic(lambda v, p, c: _dataset_spec(v, p, c, LOADER_KEYS, phase=phase))
+    extra = LOADER_KEYS if phase == 'train' else {**LOADER_KEYS, **EVAL_META}
+    return Dynamic(lambda v, p, c: _dataset_spec(v, p, c, extra, phase=phase))
 
 
 def _datasets_check(datasets: Dict[str, Any], path: str, ctx: Context) -> None:
@@ -683,6 +693,13 @@ ADL_SECTION = Section({
 }, owner='ADLModel', checks=[_adl_checks], nullable=True)
 
 
+DEFAULT_TILE, DEFAULT_OVERLAP = 512, 32  # packed pixels; scripts/benchmarks/bench_denoise_raw.py measures them
+RAW_OUTPUT = Section({
+    'tile': _i(min=0, default=DEFAULT_TILE, doc='tile size in packed pixels for camera RAW test sets; 0: whole image'),
+    'overlap': _i(min=0, default=DEFAULT_OVERLAP, doc='tile overlap in packed pixels')},
+    owner='ADLModel (val.raw_output: DNG + PNG outputs for CameraRawDataset items)')
+
+
 def _lan_report_default(lan: Dict[str, Any], ctx: Context) -> List[int]:
     return [k for k in LAN_REPORT_ITERS if k <= lan['iters']]
 
@@ -786,7 +803,7 @@ MODEL_KEYS: Dict[str, Dict[str, Any]] = {
                        'val': {'num_val_samples': _i(min=1)}},
     'HiFaceGANModel': {'top': {'network_d': ARCH(required=TRAINING)},
                        'train': {**GAN_TRAIN, 'feature_matching_opt': LOSS()}},
-    'ADLModel': {'top': {'adl': ADL_SECTION}, 'checks': [_adl_model_checks]},
+    'ADLModel': {'top': {'adl': ADL_SECTION}, 'checks': [_adl_model_checks], 'val': {'raw_output': RAW_OUTPUT}},
     'LANModel': {'top': {'lan': LAN_SECTION}, 'checks': [_lan_model_checks], 'train_checks': []},
 }
 
@@ -794,6 +811,7 @@ ROOT_TOP = {
     'name': _s(required=True), 'model_type': _s(required=True), 'scale': _i(min=1),
     'num_gpu': _i(required=True, min=0, literals=('auto',)), 'manual_seed': _i(), 'find_unused_parameters': _b(),
     'dist_params': DIST_PARAMS,
+    'sensors': _l(items=_s(), doc="sensor names in the one-hot's order (basicsr_adl.inference.sensor_names)"),
     # set by BasicSR's parse_options / train_pipeline (seen by the check after --force_yml)
     'dist': _b(), 'rank': _i(), 'world_size': _i(), 'auto_resume': _b(), 'is_train': _b(), 'root_path': _s(),
 }

@@ -38,7 +38,12 @@ from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
 from basicsr_adl.compat.dist import collective_device
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
-from basicsr_adl.options_schema import ADL_MODES, ON_REJECT, adl_stage_lengths, adl_options  # noqa: F401
+from basicsr_adl.inference import sensor_names
+from basicsr_adl.options_schema import (ADL_MODES, ON_REJECT, RAW_OUTPUT, adl_options, adl_stage_lengths,  # noqa: F401
+                                        section_options)
+from basicsr_adl.raw.camera_denoise import write_outputs
+from basicsr_adl.raw.io import read_raw_with_sidecar
+from basicsr_adl.raw.tiling import run_tiled
 
 MODES = ADL_MODES  # the options, their defaults and checks: basicsr_adl.options_schema.ADL_SECTION
 METADATA_ARGS = ('sensor', 'iso')
@@ -82,6 +87,7 @@ class ADLModel(SRModel):
     def __init__(self, opt: Dict[str, Any]) -> None:
         self._adl_opt = adl_options(opt)  # adl:, checked, with every default filled
         self.val_defaults: Dict[str, Any] = {}
+        self.eval_meta: Dict[str, Any] = {}
         super().__init__(opt)
         self._setup_metadata()
 
@@ -252,13 +258,33 @@ class ADLModel(SRModel):
         super().feed_data(data)
         b = self.lq.shape[0]
         self.meta = {}
+        self.camera_raw = 'camera_raw' in data  # a CameraRawDataset item
         for key in METADATA_ARGS:
-            value = data.get(key)
-            if value is None:
-                value = self.val_defaults.get(key)
+            value = data.get(key)  # the item's own, else the target's (training), else the eval set's option
+            if value is None or (key == 'iso' and bool(torch.isnan(torch.as_tensor(value, dtype=torch.float)).any())):
+                value = self.val_defaults.get(key, self.eval_meta.get(key))
+            if value is None and key in self.net_meta:
+                where = str(data.get('lq_path', ['?'])[0])
+                raise OptionError(f"'{where}': the net takes {key} but the item carries none; set option "
+                                  f"'datasets.<test set>.{key}'" + (" (a name in the top-level 'sensors' list)"
+                                                                    if key == 'sensor' else ''))
             if value is not None:
                 self.meta[key] = torch.as_tensor(value).reshape(-1).expand(b).to(self.device) \
                     if torch.as_tensor(value).numel() == 1 else torch.as_tensor(value).to(self.device)
+
+    def _eval_set_metadata(self, dataset) -> Dict[str, Any]:
+        """``sensor`` (as an index) and ``iso`` from an eval dataset's options, for items that carry none."""
+        dopt, meta = dataset.opt, {}
+        if dopt.get('iso') is not None:
+            meta['iso'] = float(dopt['iso'])
+        if dopt.get('sensor') is not None and 'sensor' in self.net_meta:
+            names, source = sensor_names(self.opt)
+            if dopt['sensor'] not in names:
+                raise OptionError(f"option 'sensor' of dataset '{dopt.get('name')}': '{dopt['sensor']}' is not a "
+                                  f"sensor the net knows; choices: {', '.join(names) or '(none listed)'}"
+                                  f"{' (from ' + source + ')' if source else ''}")
+            meta['sensor'] = names.index(dopt['sensor'])
+        return meta
 
     def _forward(self, net: torch.nn.Module, lq: torch.Tensor, meta: Dict[str, torch.Tensor]) -> torch.Tensor:
         kwargs = {k: meta[k] for k in self.net_meta if k in meta}
@@ -477,8 +503,14 @@ class ADLModel(SRModel):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
         was_training = net.training
         net.eval()
+        meta = getattr(self, 'meta', {})
         with torch.no_grad():
-            self.output = self._forward(net, self.lq, getattr(self, 'meta', {}))
+            if getattr(self, 'camera_raw', False):  # a whole camera file: tiles, memory set by the tile
+                tiling = section_options(self.opt['val'] or {}, 'raw_output', RAW_OUTPUT, is_train=False)
+                self.output = run_tiled(lambda t: self._forward(net, t, meta), self.lq.cpu(), tiling['tile'],
+                                        tiling['overlap'], device=self.device)  # stays on the CPU
+            else:
+                self.output = self._forward(net, self.lq, meta)
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -489,9 +521,12 @@ class ADLModel(SRModel):
             self._initialize_best_metric_results(dataset_name)
         sums = {name: 0.0 for name in metrics}
         count = 0
+        self.eval_meta = self._eval_set_metadata(dataloader.dataset)
         for val_data in dataloader:
             self.feed_data(val_data)
             self.test()
+            if self.camera_raw:  # camera files (no GT): <stem>.dng + <stem>.png, like scripts/denoise_raw.py
+                self._write_camera_outputs(val_data, dataset_name, current_iter)
             out, gt = self.output.clamp(0, 1), getattr(self, 'gt', None)
             for name, mopt in metrics.items():
                 if gt is None:
@@ -505,7 +540,7 @@ class ADLModel(SRModel):
                 else:
                     raise OptionError(f"option 'val.metrics.{name}.type': ADLModel computes calculate_psnr and "
                                       f"calculate_ssim in float; '{kind}' is not supported")
-            if save_img:
+            if save_img and not self.camera_raw:
                 name = osp.splitext(osp.basename(str(val_data.get('lq_path', [f'img{count}'])[0])))[0]
                 folder = self.opt['path']['visualization']
                 path = osp.join(folder, name, f'{name}_{current_iter}.png') if self.opt['is_train'] else \
@@ -520,6 +555,16 @@ class ADLModel(SRModel):
             self._update_best_metric_result(dataset_name, name, value, current_iter)
         if metrics:
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def _write_camera_outputs(self, val_data: Dict[str, Any], dataset_name: str, current_iter: int) -> None:
+        folder = osp.join(self.opt['path']['visualization'], dataset_name)
+        if self.opt['is_train']:
+            folder = osp.join(folder, str(current_iter))
+        for i, path in enumerate(val_data['lq_path']):
+            capture = read_raw_with_sidecar(path)
+            stem = osp.splitext(osp.basename(path))[0]
+            dng, _ = write_outputs(capture, self.output[i].detach().cpu().numpy(), folder, stem)
+            get_root_logger().info(f'{path} -> {dng} (+ .png)')
 
     # ------------------------------------------------------------------------------------------------ state
     def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:

@@ -12,15 +12,20 @@ Plain NumPy (+ rawpy/OpenCV/tifffile), no BasicSR import.
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from basicsr_adl.raw.bayer import UnsupportedCFAError, normalize_pattern, pack, red_offset
+from basicsr_adl.raw.dng import LIBRAW_FLIP_TO_ORIENTATION
+from basicsr_adl.raw.exif import ExifInfo, read_exif
 from basicsr_adl.raw.unprocess import camera_to_srgb_matrix
 
 MOSAIC_EXTENSIONS = ('.png', '.tif', '.tiff', '.npy')
 SIDECAR_NAME = 'metadata.json'
+CAMERA_EXTENSIONS = ('.dng', '.arw', '.srf', '.sr2', '.cr2', '.cr3', '.crw', '.nef', '.nrw', '.orf', '.rw2', '.raf',
+                     '.pef', '.srw', '.kdc', '.dcr', '.mrw', '.3fr', '.erf', '.mef', '.mos', '.iiq', '.x3f', '.rwl',
+                     '.raw')
 
 
 class RawReadError(ValueError):
@@ -41,6 +46,10 @@ class RawCapture:
     exposure: Optional[float] = None
     sensor: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+    # kept for writing the result back as a camera file (``basicsr_adl.raw.dng``); not stored in the LMDB
+    xyz_to_cam: Optional[List[List[float]]] = None   # the file's XYZ -> camera matrix (LibRaw rgb_xyz_matrix)
+    orientation: int = 1                             # TIFF Orientation
+    exif: ExifInfo = field(default_factory=ExifInfo)
 
     def packed(self) -> np.ndarray:
         """Canonical packed (4, h, w) array, same dtype as the mosaic."""
@@ -105,17 +114,27 @@ def read_camera_raw(path: str) -> RawCapture:
             wb = [float(wb_by_colour[pattern_idx[p]]) for p in positions] if any(wb_by_colour) else None
             xyz_to_cam = np.asarray(raw.rgb_xyz_matrix)[:3]
             ccm = camera_to_srgb_matrix(xyz_to_cam).round(6).tolist() if np.any(xyz_to_cam) else None
+            rgb_cam = np.asarray(raw.color_matrix)[:3, :3]
+            if ccm is None and np.any(rgb_cam):  # DNGs: LibRaw gives camera -> sRGB from the file's ColorMatrix
+                ccm = rgb_cam.round(6).tolist()
             other = raw.other
             iso = float(other.iso_speed) if other.iso_speed and other.iso_speed > 0 else None
             exposure = float(other.shutter_speed) if other.shutter_speed and other.shutter_speed > 0 else None
+            aperture = float(other.aperture) if other.aperture and other.aperture > 0 else None
+            orientation = LIBRAW_FLIP_TO_ORIENTATION.get(int(raw.sizes.flip), 1)
     except UnsupportedCFAError:
         raise
     except Exception as err:  # rawpy raises several LibRaw* classes plus OSError for truncated/bad files
         raise RawReadError(f'{path}: not a readable camera RAW file ({type(err).__name__}: {err})') from err
     if wb is not None and wb[1] > 0:
         wb = [v / wb[1] for v in wb]
-    return RawCapture(mosaic=mosaic, pattern=pattern, black=black, white=white, path=path, wb=wb, ccm=ccm, iso=iso,
-                      exposure=exposure)
+    exif = read_exif(path)  # LibRaw's values first; EXIF fills what LibRaw leaves out (ISO on some files)
+    exif.iso = iso or exif.iso
+    exif.exposure_time = exposure or exif.exposure_time
+    exif.f_number = aperture or exif.f_number
+    return RawCapture(mosaic=mosaic, pattern=pattern, black=black, white=white, path=path, wb=wb, ccm=ccm,
+                      iso=exif.iso, exposure=exif.exposure_time, orientation=orientation, exif=exif,
+                      xyz_to_cam=xyz_to_cam.round(6).tolist() if np.any(xyz_to_cam) else None)
 
 
 def load_sidecar(path: str) -> Dict[str, Any]:
@@ -219,3 +238,38 @@ def read_raw(path: str, meta: Optional[Dict[str, Any]] = None) -> RawCapture:
         if meta.get(name) is not None:
             setattr(capture, name, meta[name])
     return capture
+
+
+def read_raw_with_sidecar(path: str, overrides: Optional[Dict[str, Any]] = None) -> RawCapture:
+    """``read_raw`` with the ``metadata.json`` of the file's folder (if any) and then ``overrides`` applied."""
+    sidecar_path = os.path.join(os.path.dirname(os.path.abspath(path)), SIDECAR_NAME)
+    sidecar = load_sidecar(sidecar_path) if os.path.isfile(sidecar_path) else None
+    return read_raw(path, dict(metadata_for(path, sidecar), **(overrides or {})))
+
+
+def list_camera_files(inputs: Sequence[str], what: str = 'input') -> List[str]:
+    """Files named directly, plus each folder's camera files (by extension; bare mosaics too when the folder has
+    a ``metadata.json``), sorted per folder. Two inputs with the same stem would write the same outputs: error."""
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            names = sorted(os.listdir(item))
+            allowed = CAMERA_EXTENSIONS + (MOSAIC_EXTENSIONS if SIDECAR_NAME in names else ())
+            found = [os.path.join(item, n) for n in names if not n.startswith('.')
+                     and os.path.splitext(n)[1].lower() in allowed and os.path.isfile(os.path.join(item, n))]
+            if not found:
+                raise RawReadError(f"{what} '{item}': the folder holds no camera RAW files "
+                                   f"({', '.join(CAMERA_EXTENSIONS[:6])}, ...)")
+            files += found
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise RawReadError(f"{what} '{item}': no such file or folder")
+    stems: Dict[str, str] = {}
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise RawReadError(f"{what}: '{path}' and '{stems[stem]}' would both write {stem}.dng; rename one")
+        stems[stem] = path
+    return files
+
