@@ -31,19 +31,37 @@ from basicsr_adl.errors import DataError  # noqa: E402
 from basicsr_adl.options_schema import DEFAULT_OVERLAP, DEFAULT_TILE  # noqa: E402
 from basicsr_adl.inference import build_net, capture_iso, denoise_file, pick_sensor  # noqa: E402
 from basicsr_adl.raw.bayer import UnsupportedCFAError, packed_shape  # noqa: E402
+from basicsr_adl.raw.camera_denoise import colour_source  # noqa: E402
 from basicsr_adl.raw.io import RawReadError, list_camera_files, read_raw_with_sidecar  # noqa: E402
 from basicsr_adl.raw.tiling import count_tiles  # noqa: E402
 
 EXIT_DATA_ERROR = 1
 
 
-def check_out_dir(out_dir: str) -> None:
+def check_out_dir(out_dir: str) -> bool:
+    """Make the output folder (True if this run created it) and check that it can be written."""
+    created = not os.path.exists(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix='.write-test-'):
             pass
     except OSError as err:
         raise DataError(f"--out '{out_dir}': the output folder cannot be written ({err.strerror or err})") from None
+    return created
+
+
+def read_capture(path: str):
+    try:
+        return read_raw_with_sidecar(path)
+    except (RawReadError, UnsupportedCFAError) as err:
+        raise DataError(str(err)) from None
+
+
+def preflight(files, args, inputs):
+    """Read every file once before any output is written: unreadable files, non-Bayer CFAs and missing ISOs stop
+    the run before it starts (costs one extra read per file, small next to the net)."""
+    for path in files:
+        capture_iso(read_capture(path), args.iso, inputs)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,29 +98,37 @@ def run(args: argparse.Namespace) -> int:
         files = list_camera_files(args.input, what='--input')
     except RawReadError as err:
         raise DataError(str(err)) from None
-    check_out_dir(args.out)
+    preflight(files, args, inputs)
+    created = check_out_dir(args.out)
     print(f'denoise_raw: {len(files)} file(s) -> {args.out} ({args.device}, tile {args.tile}, overlap {args.overlap}'
           f'{", sensor " + inputs.sensor_name if inputs.sensor_name else ""})', flush=True)
     total_mp, total_net, start, written = 0.0, 0.0, time.perf_counter(), 0
-    for number, path in enumerate(files, 1):
-        try:
-            capture = read_raw_with_sidecar(path)
-        except (RawReadError, UnsupportedCFAError) as err:
-            raise DataError(str(err)) from None
-        iso, iso_from = capture_iso(capture, args.iso, inputs)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        h, w = capture.mosaic.shape
-        n_tiles = count_tiles(*packed_shape((h, w), capture.pattern)[1:], args.tile, args.overlap)
-        with tqdm(total=n_tiles, desc=f'[{number}/{len(files)}] {os.path.basename(path)}', unit='tile',
-                  leave=False, file=sys.stderr, disable=n_tiles < 2) as bar:
-            result = denoise_file(capture, inputs, iso, args.out, stem, args.tile, args.overlap, device,
-                                  on_tile=lambda done, total: bar.update(done - bar.n))
-        written += 1
-        total_mp += result['megapixels']
-        total_net += result['seconds_net']
-        iso_text = f'ISO {iso:g} ({iso_from})' if iso is not None else 'no ISO'
-        print(f'[{number}/{len(files)}] {path}: {w}x{h} {capture.pattern}, {iso_text}, {result["tiles"]} tile(s), '
-              f'{result["seconds"]:.1f} s -> {result["dng"]}, {os.path.basename(result["png"])}', flush=True)
+    try:
+        for number, path in enumerate(files, 1):
+            capture = read_capture(path)
+            iso, iso_from = capture_iso(capture, args.iso, inputs)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            existing = [n for n in (f'{stem}.dng', f'{stem}.png') if os.path.exists(os.path.join(args.out, n))]
+            h, w = capture.mosaic.shape
+            n_tiles = count_tiles(*packed_shape((h, w), capture.pattern)[1:], args.tile, args.overlap)
+            with tqdm(total=n_tiles, desc=f'[{number}/{len(files)}] {os.path.basename(path)}', unit='tile',
+                      leave=False, file=sys.stderr, disable=n_tiles < 2) as bar:
+                result = denoise_file(capture, inputs, iso, args.out, stem, args.tile, args.overlap, device,
+                                      on_tile=lambda done, total: bar.update(done - bar.n))
+            written += 1
+            total_mp += result['megapixels']
+            total_net += result['seconds_net']
+            iso_text = f'ISO {iso:g} ({iso_from})' if iso is not None else 'no ISO'
+            print(f'[{number}/{len(files)}] {path}: {w}x{h} {capture.pattern}, {iso_text}, {result["tiles"]} tile(s), '
+                  f'{result["seconds"]:.1f} s -> {result["dng"]}, {os.path.basename(result["png"])}'
+                  + (f' (replaced the existing {" and ".join(existing)})' if existing else ''), flush=True)
+            if not colour_source(capture):
+                print(f'  note: {path} gives no colour matrix that rawpy exposes; the DNG takes camera RGB as '
+                      'linear sRGB (ColorMatrix1 = XYZ -> sRGB), so its colours are only approximate', flush=True)
+    except BaseException:
+        if created and not os.listdir(args.out):
+            os.rmdir(args.out)
+        raise
     elapsed = time.perf_counter() - start
     print(f'denoise_raw: {written} file(s), {total_mp:.1f} MP in {elapsed:.1f} s: {total_mp / elapsed:.2f} MP/s '
           f'overall, {total_mp / max(total_net, 1e-9):.2f} MP/s in the net', flush=True)

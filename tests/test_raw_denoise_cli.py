@@ -199,3 +199,13 @@ def test_basicsr_test_py_on_an_srgb_folder_takes_sensor_and_iso_from_the_dataset
     assert result.returncode == 0, result.stderr[-2000:]
     log = next((tmp_path / 'results' / 'raw_test').glob('*.log')).read_text()
     assert '# psnr:' in log
+
+
+def test_a_bad_file_later_in_the_batch_stops_before_any_output(tmp_path, denoise_raw, capsys):
+    opt, weights = write_net(str(tmp_path))
+    source_dng(tmp_path / 'in' / 'a_good.dng')
+    source_dng(tmp_path / 'in' / 'b_no_iso.dng', iso=None)
+    assert run_script(denoise_raw, '-opt', opt, '--weights', weights, '--input', tmp_path / 'in', '--out',
+                      tmp_path / 'out', '--sensor', 'A') == 1
+    assert 'b_no_iso.dng: the file carries no ISO' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

@@ -148,3 +148,26 @@ def test_tiled_conv_net_approaches_whole_image_as_overlap_grows():
 def test_tiling_rejects_a_net_that_changes_the_size():
     with pytest.raises(ValueError, match='size-preserving'):
         run_tiled(lambda t: t[..., :-1, :], torch.zeros(1, 4, 50, 50), 20, 4)
+
+
+def test_a_dng_sources_colour_profile_is_copied_verbatim(tmp_path):
+    """Two matrices, two illuminants, forward matrices and a crop: kept as the source has them, not LibRaw's
+    renormalised matrix (which would no longer fit the AsShotNeutral for Adobe-style readers)."""
+    profile = [(50721, 10, 9, (9495, 10000, -4550, 10000, 283, 10000, -3570, 10000, 13227, 10000, 1950, 10000,
+                               -463, 10000, 1549, 10000, 7350, 10000)),
+               (50722, 10, 9, (6880, 10000, -2475, 10000, -487, 10000, -3926, 10000, 12011, 10000, 1579, 10000,
+                               -892, 10000, 2006, 10000, 5815, 10000)),
+               (50778, 3, 1, (17, )), (50779, 3, 1, (21, )), (50719, 3, 2, (2, 2)), (50720, 3, 2, (60, 40)),
+               (50730, 10, 1, (265412, 100000))]
+    mosaic = np.random.default_rng(0).integers(600, 4000, size=(48, 66)).astype(np.uint16)
+    write_dng(str(tmp_path / 'src.dng'), mosaic, DngMetadata(pattern='RGGB', black=(512, ) * 4, white=4095,
+                                                             as_shot_neutral=(0.45, 1, 0.53), copied_tags=profile))
+    capture = read_raw(str(tmp_path / 'src.dng'))
+    assert [t[0] for t in capture.exif.dng_tags] == sorted(t[0] for t in profile)
+    dng, _ = write_outputs(capture, net_input(capture), str(tmp_path / 'out'), 'out')
+    copied = {tag: value for tag, _, _, value in read_exif(dng).dng_tags}
+    for tag, _, _, value in profile:
+        got, want = np.array(copied[tag], float), np.array(value, float)
+        if len(want) > 1 and tag not in (50719, 50720):  # rationals may come back reduced: compare the ratios
+            got, want = got[0::2] / got[1::2], want[0::2] / want[1::2]
+        assert np.allclose(got, want), tag

@@ -56,6 +56,15 @@ def xyz_to_camera(capture: RawCapture) -> Optional[np.ndarray]:
     return None
 
 
+def colour_source(capture: RawCapture) -> str:
+    """Where the output DNG's colour profile comes from, for the log; '' when the file gives none."""
+    if any(tag == 50721 for tag, *_ in capture.exif.dng_tags):
+        return "the source DNG's profile (copied)"
+    if capture.xyz_to_cam is not None or capture.ccm is not None:
+        return "the file's colour matrix"
+    return ''
+
+
 def dng_metadata(capture: RawCapture) -> DngMetadata:
     """The DNG tags for a denoised ``capture``: CFA, levels, colour, orientation, make/model and EXIF."""
     matrix = xyz_to_camera(capture)
@@ -72,7 +81,7 @@ def dng_metadata(capture: RawCapture) -> DngMetadata:
                        xyz_to_camera=matrix.tolist(), as_shot_neutral=neutral, orientation=capture.orientation,
                        make=exif.make, model=exif.model, exposure_time=capture.exposure, f_number=exif.f_number,
                        iso=capture.iso, datetime_original=exif.datetime_original,
-                       unique_model=exif.unique_camera_model, baseline_exposure=exif.baseline_exposure)
+                       unique_model=exif.unique_camera_model, copied_tags=list(exif.dng_tags))
 
 
 def develop_preview(dng_path: str, png_path: str) -> str:

@@ -20,7 +20,7 @@ import os
 import struct
 import uuid
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class DngMetadata:
     iso: Optional[float] = None
     datetime_original: str = ''                                 # 'YYYY:MM:DD HH:MM:SS'
     unique_model: str = ''                                      # UniqueCameraModel; default: make + model
-    baseline_exposure: Optional[float] = None                   # stops
+    copied_tags: Sequence[Tuple[int, int, int, Any]] = ()       # a DNG source's profile, verbatim (exif.DNG_COPY_TAGS)
     software: str = 'basicsr-adl'
     cfa: Optional[Sequence[int]] = None                         # a 36-code (6x6) CFA instead of ``pattern``
     extra: dict = field(default_factory=dict)
@@ -110,12 +110,12 @@ def _ifd0_tags(mosaic_shape: Tuple[int, int], meta: DngMetadata) -> list:
     for tag, text in ((271, meta.make), (272, meta.model)):
         if text:
             tags.append((tag, _ASCII, 0, text, True))
-    if meta.xyz_to_camera is not None:
+    copied = {tag for tag, *_ in meta.copied_tags}
+    tags += [(tag, kind, count, value, True) for tag, kind, count, value in meta.copied_tags]
+    if meta.xyz_to_camera is not None and 50721 not in copied:
         matrix = np.asarray(meta.xyz_to_camera, dtype=np.float64).reshape(3, 3)
         tags += [(50721, _SRATIONAL, 9, sum((_srational(v) for v in matrix.reshape(-1)), ()), True),  # ColorMatrix1
                  (50778, _SHORT, 1, (D65, ), True)]                               # CalibrationIlluminant1
-    if meta.baseline_exposure is not None:
-        tags.append((50730, _SRATIONAL, 1, _srational(meta.baseline_exposure), True))  # BaselineExposure
     if meta.as_shot_neutral is not None:
         tags.append((50728, _RATIONAL, 3, sum((_rational(v, 1000000) for v in meta.as_shot_neutral), ()), True))
     return tags

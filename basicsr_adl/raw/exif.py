@@ -4,9 +4,15 @@ Why a second reader: LibRaw (rawpy) does not expose make/model or the capture ti
 some files; ExifRead (maintained, pure Python) reads the TIFF-based RAW containers (DNG, NEF, CR2, ARW, ...)
 directly. Files it cannot parse simply give no values. Plain Python, no BasicSR import.
 """
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
 
+# A DNG source's colour profile and crop, copied verbatim into the output DNG: LibRaw gives only a matrix it has
+# normalised for its own use, which no longer fits the file's AsShotNeutral for other readers.
+DNG_COPY_TAGS = {50719: 'DefaultCropOrigin', 50720: 'DefaultCropSize', 50721: 'ColorMatrix1', 50722: 'ColorMatrix2',
+                 50723: 'CameraCalibration1', 50724: 'CameraCalibration2', 50727: 'AnalogBalance',
+                 50730: 'BaselineExposure', 50778: 'CalibrationIlluminant1', 50779: 'CalibrationIlluminant2',
+                 50936: 'ProfileName', 50964: 'ForwardMatrix1', 50965: 'ForwardMatrix2'}
 ISO_TAGS = ('EXIF ISOSpeedRatings', 'Image ISOSpeedRatings', 'EXIF PhotographicSensitivity',
             'EXIF RecommendedExposureIndex')
 
@@ -20,7 +26,7 @@ class ExifInfo:
     model: str = ''
     datetime_original: str = ''
     unique_camera_model: str = ''          # DNG UniqueCameraModel (CinemaDNG files often have no Make/Model)
-    baseline_exposure: Optional[float] = None  # DNG BaselineExposure, in stops
+    dng_tags: List[Tuple[int, int, int, Any]] = field(default_factory=list)  # DNG_COPY_TAGS, (tag, type, count, value)
 
 
 def _number(tag: Any) -> Optional[float]:
@@ -39,15 +45,19 @@ def _number(tag: Any) -> Optional[float]:
     return number if number > 0 else None
 
 
-def _signed(tag: Any) -> Optional[float]:
-    values = getattr(tag, 'values', None)
-    if not values:
-        return None
-    value = values[0]
-    try:
-        return float(value.num) / float(value.den) if hasattr(value, 'den') else float(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
+def _tag_value(tag: Any) -> Optional[Tuple[int, int, Any]]:
+    """(TIFF type, count, value as tifffile writes it) of an ExifRead tag; rationals as flat (num, den) pairs."""
+    kind, values = int(tag.field_type), tag.values
+    if kind == 2:  # ASCII
+        return kind, 0, str(values)
+    if kind == 1 and isinstance(values, (bytes, str)):  # BYTE text (ProfileName)
+        return 2, 0, values.decode('latin-1') if isinstance(values, bytes) else values
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if kind in (5, 10):
+        return kind, len(values), tuple(int(x) for v in values for x in (v.num, v.den))
+    if kind in (3, 4):
+        return kind, len(values), tuple(int(v) for v in values)
+    return None
 
 
 def _text(tag: Any) -> str:
@@ -71,4 +81,16 @@ def read_exif(path: str) -> ExifInfo:
                     make=_text(tags.get('Image Make')), model=_text(tags.get('Image Model')),
                     datetime_original=_text(tags.get('EXIF DateTimeOriginal') or tags.get('Image DateTime')),
                     unique_camera_model=_text(tags.get('Image Tag 0xC614')),
-                    baseline_exposure=_signed(tags.get('Image Tag 0xC62A')))
+                    dng_tags=_dng_tags(tags))
+
+
+def _dng_tags(tags: Any) -> List[Tuple[int, int, int, Any]]:
+    out = []
+    if 'Image Tag 0xC612' not in tags and 'Image DNGVersion' not in tags:  # only a DNG's own profile
+        return out
+    for code, name in DNG_COPY_TAGS.items():
+        tag = tags.get(f'Image Tag 0x{code:04X}') or tags.get(f'Image {name}')
+        value = _tag_value(tag) if tag is not None else None
+        if value is not None:
+            out.append((code, ) + value)
+    return out

@@ -125,7 +125,10 @@ def read_camera_raw(path: str) -> RawCapture:
     except UnsupportedCFAError:
         raise
     except Exception as err:  # rawpy raises several LibRaw* classes plus OSError for truncated/bad files
-        raise RawReadError(f'{path}: not a readable camera RAW file ({type(err).__name__}: {err})') from err
+        reason = err.args[0] if err.args else err
+        reason = reason.decode('utf-8', 'replace') if isinstance(reason, bytes) else str(reason)
+        raise RawReadError(f'{path}: not a readable camera RAW file (LibRaw/rawpy {type(err).__name__}: {reason}; '
+                           'a truncated file, or not a RAW format LibRaw knows)') from err
     if wb is not None and wb[1] > 0:
         wb = [v / wb[1] for v in wb]
     exif = read_exif(path)  # LibRaw's values first; EXIF fills what LibRaw leaves out (ISO on some files)
@@ -201,7 +204,7 @@ def read_mosaic_file(path: str, meta: Dict[str, Any]) -> RawCapture:
     missing = [k for k in ('pattern', 'black', 'white') if k not in meta]
     if missing:
         raise RawReadError(f'{path}: bare mosaic needs {", ".join(missing)} in its metadata file '
-                           f'({SIDECAR_NAME}) or on the command line')
+                           f'({SIDECAR_NAME} in its folder, see docs/raw_data.md; converters also take them as options)')
     pattern = normalize_pattern(meta['pattern'], source=path)
     mosaic = _load_mosaic_array(path, meta)
     return RawCapture(mosaic=mosaic, pattern=pattern, black=_four(meta['black'], 'black', path),
@@ -258,8 +261,11 @@ def list_camera_files(inputs: Sequence[str], what: str = 'input') -> List[str]:
             found = [os.path.join(item, n) for n in names if not n.startswith('.')
                      and os.path.splitext(n)[1].lower() in allowed and os.path.isfile(os.path.join(item, n))]
             if not found:
+                bare = [n for n in names if os.path.splitext(n)[1].lower() in MOSAIC_EXTENSIONS]
+                hint = (f'; bare mosaics such as {bare[0]} are read only with a {SIDECAR_NAME} (pattern, black, '
+                        'white) in the folder') if bare else ''
                 raise RawReadError(f"{what} '{item}': the folder holds no camera RAW files "
-                                   f"({', '.join(CAMERA_EXTENSIONS[:6])}, ...)")
+                                   f"({', '.join(CAMERA_EXTENSIONS[:6])}, ...){hint}")
             files += found
         elif os.path.isfile(item):
             files.append(item)
