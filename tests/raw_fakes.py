@@ -2,8 +2,8 @@
 
 Camera files are minimal uncompressed DNGs written with tifffile; LibRaw (rawpy) reads them like real camera
 files (pattern, black/white, white balance, exposure), whatever their extension (.ARW/.CR2 for the fake
-SID/ELD layouts). LibRaw does not pick up the ISO of these DNGs, so layouts that need ISO give it the way
-the real datasets do (SID list files, SIDD scene names, ELD metadata sidecars).
+SID/ELD layouts). These fakes carry no ISO (``write_minimal_dng`` writes one only when asked), so layouts that
+need ISO give it the way the real datasets do (SID list files, SIDD scene names, ELD metadata sidecars).
 """
 import json
 import os

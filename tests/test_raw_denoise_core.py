@@ -11,7 +11,7 @@ from basicsr_adl.raw.camera_denoise import dng_metadata, mosaic_from_output, net
 from basicsr_adl.raw.dng import DngMetadata, write_dng
 from basicsr_adl.raw.exif import read_exif
 from basicsr_adl.raw.io import read_raw
-from basicsr_adl.raw.tiling import count_tiles, ramp_window, run_tiled, tile_starts
+from basicsr_adl.raw.tiling import count_tiles, ramp_window, run_tiled, tile_span, tile_starts
 
 XYZ_TO_CAM = [[0.6722, -0.0635, -0.0963], [-0.4287, 1.246, 0.2028], [-0.0908, 0.2162, 0.5668]]  # a Canon's (dcraw)
 BLACKS = (500, 510, 520, 530)  # canonical R, G1, G2, B: all different, so a mix-up shows
@@ -107,18 +107,21 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
 
 
 # -- tiles ---------------------------------------------------------------------------------------------------
-def test_tile_starts_cover_the_axis_with_full_tiles():
-    for size, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (1000, 128, 0), (129, 64, 63)]:
-        starts = tile_starts(size, tile, overlap)
+def test_tiles_cover_the_axis_and_overlap_by_at_least_the_overlap():
+    for size, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (1000, 128, 0), (129, 64, 63), (1000, 512, 32)]:
+        starts, length = tile_span(size, tile, overlap)
+        assert length <= min(tile, size)
         covered = np.zeros(size, bool)
         for s in starts:
-            assert 0 <= s <= size - min(tile, size)
-            covered[s:s + tile] = True
+            assert 0 <= s <= size - length
+            covered[s:s + length] = True
         assert covered.all()
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= length - overlap for a, b in zip(starts, starts[1:]))
+    assert tile_span(1000, 512, 32) == ([0, 316, 632], 368)  # 3 tiles of 368 (a multiple of 16), not 3 of 512
     assert tile_starts(500, 0, 0) == [0] and count_tiles(100, 100, 32, 8) == 16
-    window = ramp_window(10, 3, True, False)
-    assert window[:3].tolist() == pytest.approx([0.25, 0.5, 0.75]) and (window[3:] == 1).all()
+    window = ramp_window(20, 8, True, False)
+    assert window[:2].tolist() == pytest.approx([1e-3, 1e-3]) and window[2:6].tolist() == pytest.approx(
+        [0.125, 0.375, 0.625, 0.875]) and (window[6:] == 1).all()
 
 
 def test_tiled_pointwise_net_equals_whole_image():
@@ -171,3 +174,22 @@ def test_a_dng_sources_colour_profile_is_copied_verbatim(tmp_path):
         if len(want) > 1 and tag not in (50719, 50720):  # rationals may come back reduced: compare the ratios
             got, want = got[0::2] / got[1::2], want[0::2] / want[1::2]
         assert np.allclose(got, want), tag
+
+
+REAL = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'raw_real_small')
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason='real RAW samples not available')
+@pytest.mark.parametrize('name', ['Blackmagic_PocketCinema4K.dng', 'RAW_KODAK_DC50.KDC'])
+def test_real_camera_files_round_trip(tmp_path, name):
+    """Optional (shared data): a real CinemaDNG and a Kodak KDC through the identity path, read back by LibRaw."""
+    capture = read_raw(os.path.join(REAL, name))
+    dng, png = write_outputs(capture, net_input(capture), str(tmp_path), 'out')
+    with rawpy.imread(dng) as raw:
+        assert np.array_equal(raw.raw_image_visible, capture.mosaic)
+        assert raw.raw_pattern.tolist() == rawpy.imread(os.path.join(REAL, name)).raw_pattern.tolist()
+    copied = {tag for tag, *_ in read_exif(dng).dng_tags}
+    if name.endswith('.dng'):  # the CinemaDNG's own profile and crop are kept
+        assert {50719, 50720, 50721, 50722, 50778, 50779, 50964, 50965} <= copied
+    else:
+        assert read_exif(dng).make == 'Eastman Kodak Company' and read_raw(dng).iso == 84

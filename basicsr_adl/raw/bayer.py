@@ -132,22 +132,30 @@ def normalize_levels(packed: np.ndarray, black: Union[float, Sequence[float]], w
     black_arr, white_arr = per_channel(black, 'black'), per_channel(white, 'white')
     if np.any(white_arr <= black_arr):
         raise ValueError(f'white level {white!r} must exceed black level {black!r}')
-    out = ((np.asarray(packed, dtype=np.float32) - black_arr.astype(np.float32))
-           / (white_arr - black_arr).astype(np.float32))
+    out = np.array(packed, dtype=np.float32, copy=True)  # one array, the rest in place (large mosaics)
+    out -= black_arr.astype(np.float32)
+    out /= (white_arr - black_arr).astype(np.float32)
     low = None if keep_negative else 0.0
     high = 1.0 if clip_high else None
     if low is not None or high is not None:
-        out = np.clip(out, low, high)
-    return out.astype(np.float32, copy=False)
+        np.clip(out, low, high, out=out)
+    return out
 
 
 def denormalize_levels(normalized: np.ndarray, black, white, dtype=np.uint16) -> np.ndarray:
-    """Back to integer DN: round(x * (white - black) + black), clipped to the dtype's range."""
-    black_arr, white_arr = per_channel(black, 'black'), per_channel(white, 'white')
-    values = np.asarray(normalized, dtype=np.float64) * (white_arr - black_arr) + black_arr
+    """Back to integer DN: round(x * (white - black) + black), clipped to the dtype's range.
+
+    Computed in float32, in place on one temporary (a 64 MP mosaic needs 256 MB, not 1 GB of float64
+    temporaries); float32 holds every integer DN below 2**24 exactly.
+    """
+    black_arr = per_channel(black, 'black').astype(np.float32)
+    scale = (per_channel(white, 'white') - per_channel(black, 'black')).astype(np.float32)
+    values = np.multiply(np.asarray(normalized, dtype=np.float32), scale)
+    values += black_arr
     if np.issubdtype(np.dtype(dtype), np.integer):
         info = np.iinfo(dtype)
-        values = np.clip(np.rint(values), info.min, info.max)
+        np.rint(values, out=values)
+        np.clip(values, info.min, info.max, out=values)
     return values.astype(dtype)
 
 

@@ -79,7 +79,7 @@ def read_exif(path: str) -> ExifInfo:
     return ExifInfo(iso=iso, exposure_time=_number(tags.get('EXIF ExposureTime') or tags.get('Image ExposureTime')),
                     f_number=_number(tags.get('EXIF FNumber') or tags.get('Image FNumber')),
                     make=_text(tags.get('Image Make')), model=_text(tags.get('Image Model')),
-                    datetime_original=_text(tags.get('EXIF DateTimeOriginal') or tags.get('Image DateTime')),
+                    datetime_original=_text(tags.get('EXIF DateTimeOriginal')),
                     unique_camera_model=_text(tags.get('Image Tag 0xC614')),
                     dng_tags=_dng_tags(tags))
 
