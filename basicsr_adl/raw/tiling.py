@@ -104,4 +104,5 @@ def run_tiled(fn: TileFn, image: torch.Tensor, tile: int, overlap: int, device: 
         weight[top:top + th, left:left + tw] += window
         if on_tile is not None:
             on_tile(done, len(boxes))
-    return out / weight
+    out /= weight  # in place: no second image-sized tensor
+    return out
