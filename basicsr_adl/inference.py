@@ -24,7 +24,6 @@ from basicsr_adl.raw.camera_denoise import net_input, write_outputs
 from basicsr_adl.raw.io import RawCapture
 from basicsr_adl.raw.tiling import count_tiles, run_tiled
 
-METADATA_ARGS = ('sensor', 'iso')
 PACKED_CHANNELS = 4
 
 
@@ -66,12 +65,10 @@ def sensor_names(opt: Dict[str, Any]) -> Tuple[List[str], str]:
 
 
 def metadata_args(net: torch.nn.Module) -> Tuple[str, ...]:
-    """Which of ``sensor``/``iso`` the net takes: the parameters of its ``forward`` that a modulated net uses
-    (a ModulatedUNet built with ``use_sensor: false`` takes no sensor)."""
-    import inspect
-    params = inspect.signature(net.forward).parameters
-    args = [name for name in METADATA_ARGS if name in params]
-    return tuple(name for name in args if getattr(net, f'use_{name}', True))
+    """Which of ``sensor``/``iso`` the net uses: those its ``forward`` takes (as ADLModel decides), less those a
+    modulated net was built without (``use_sensor: false``)."""
+    from basicsr_adl.models.adl_model import metadata_args as forward_args  # here: adl_model imports this module
+    return tuple(name for name in forward_args(net) if getattr(net, f'use_{name}', True))
 
 
 def build_net(opt: Dict[str, Any], weights: str, device: torch.device) -> torch.nn.Module:

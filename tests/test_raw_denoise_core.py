@@ -193,3 +193,19 @@ def test_real_camera_files_round_trip(tmp_path, name):
         assert {50719, 50720, 50721, 50722, 50778, 50779, 50964, 50965} <= copied
     else:
         assert read_exif(dng).make == 'Eastman Kodak Company' and read_raw(dng).iso == 84
+
+
+@pytest.mark.skipif(__import__('shutil').which('exiftool') is None, reason='exiftool not installed (optional)')
+def test_exiftool_validates_the_written_dng_and_reads_its_exif(tmp_path):
+    """A second reader besides LibRaw and ExifRead (Debian's libimage-exiftool-perl), when it is installed."""
+    import subprocess
+    src = tmp_path / 'src.dng'
+    source_dng(src, 'BGGR')
+    capture = read_raw(str(src))
+    dng, _ = write_outputs(capture, net_input(capture), str(tmp_path / 'out'), 'x')
+    check = subprocess.run(['exiftool', '-validate', '-warning', '-a', dng], capture_output=True, text=True)
+    assert 'Validate' in check.stdout and ': OK' in check.stdout, check.stdout
+    tags = subprocess.run(['exiftool', '-s', '-ISO', '-ExposureTime', '-Make', '-CFAPattern', dng],
+                          capture_output=True, text=True).stdout
+    assert 'ISO                             : 3200' in tags and '1/250' in tags and 'Canon' in tags
+    assert '[Blue,Green][Green,Red]' in tags
