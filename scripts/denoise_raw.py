@@ -123,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
                   f'{result["seconds"]:.1f} s -> {result["dng"]}, {os.path.basename(result["png"])}'
                   + (f' (replaced the existing {" and ".join(existing)})' if existing else ''), flush=True)
             if not colour_source(capture):
-                print(f'  note: {path} gives no colour matrix that rawpy exposes; the DNG takes camera RGB as '
-                      'linear sRGB (ColorMatrix1 = XYZ -> sRGB), so its colours are only approximate', flush=True)
+                print(f'  note: {path} gives no colour matrix (none that rawpy exposes, no "ccm" in a metadata.json);'
+                      ' the DNG takes camera RGB as linear sRGB (ColorMatrix1 = XYZ -> sRGB), so its colours are '
+                      'only approximate', flush=True)
     except BaseException:
         if created and not os.listdir(args.out):
             os.rmdir(args.out)

@@ -184,7 +184,8 @@ def test_more_of_the_tree(sr_opt, path, value, message):
                                                   "got 'PairedImageDataset'"),
     ('lan', {'mode': 'offset'}, "unknown option 'lan' (ADLModel (top level) reads: adl, auto_resume, datasets, dist, "
                                 'dist_params, find_unused_parameters, is_train, logger, manual_seed, model_type, '
-                                'name, network_g, num_gpu, path, rank, root_path, scale, train, val, world_size)'),
+                                'name, network_g, num_gpu, path, rank, root_path, scale, sensors, train, val, '
+                                'world_size)'),
 ])
 def test_adl_tree(adl_opt, path, value, message):
     assert error_of(edit(adl_opt, path, value)) == message

@@ -271,6 +271,13 @@ def list_camera_files(inputs: Sequence[str], what: str = 'input') -> List[str]:
             files.append(item)
         else:
             raise RawReadError(f"{what} '{item}': no such file or folder")
+    unique, seen = [], set()
+    for path in files:  # the same file named twice (directly and through its folder) is denoised once
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    files = unique
     stems: Dict[str, str] = {}
     for path in files:
         stem = os.path.splitext(os.path.basename(path))[0]
