@@ -5,8 +5,9 @@ basicsr.train``, torchrun workers, spawned dataloader workers). The ``.pth`` lin
 ``sys.meta_path`` at interpreter start-up; nothing is imported then (not torch, not basicsr, not even this
 module). When ``basicsr`` is imported, the finder calls ``find_basicsr_spec`` here, whose loader applies the
 fix that must precede basicsr (the torchvision alias), lets ``basicsr`` initialise, then imports
-``basicsr_adl`` so its classes register. ``BASICSR_ADL_AUTOLOAD=0`` turns the plugin loading off; only the
-torchvision alias is still applied, since without it basicsr 1.4.2 cannot be imported at all.
+``basicsr_adl.plugin`` so the plugin's classes register. ``BASICSR_ADL_AUTOLOAD=0`` turns the plugin loading
+off (unless the process imported ``basicsr_adl`` itself); only the torchvision alias is still applied, since
+without it basicsr 1.4.2 cannot be imported at all.
 """
 import os
 import sys
@@ -15,6 +16,7 @@ import sys
 # ~12 ms of imports); importlib and warnings are imported when basicsr actually loads.
 
 ENV_SWITCH = 'BASICSR_ADL_AUTOLOAD'
+_requested = [False]  # ``import basicsr_adl`` asked for the plugin: loaded with basicsr whatever the switch says
 
 
 def enabled() -> bool:
@@ -54,7 +56,7 @@ class _PluginLoader:
         if not self._load_plugin:
             return
         try:
-            __import__('basicsr_adl')
+            __import__('basicsr_adl.plugin')
         except Exception as err:  # never break plain basicsr because the plugin failed to load
             import warnings
             warnings.warn(f'basicsr_adl autoload failed ({type(err).__name__}: {err}); '
@@ -73,7 +75,7 @@ def find_basicsr_spec(fullname, path=None, target=None):
         if spec is not None:
             break
     if spec is not None and spec.loader is not None:
-        spec.loader = _PluginLoader(spec.loader, load_plugin=enabled())
+        spec.loader = _PluginLoader(spec.loader, load_plugin=enabled() or _requested[0])
     return spec
 
 
@@ -91,3 +93,11 @@ def install() -> None:
     """Install the finder in this process (for interpreters started without the ``.pth``)."""
     if 'basicsr' not in sys.modules and not any(type(f).__name__ == '_BasicsrFinder' for f in sys.meta_path):
         sys.meta_path.insert(0, _BasicsrFinder())
+
+
+def request_plugin() -> None:
+    """Load ``basicsr_adl.plugin`` right after ``basicsr`` is imported, even with the switch off (an explicit
+    ``import basicsr_adl`` asks for the plugin)."""
+    _requested[0] = True
+    install()
+

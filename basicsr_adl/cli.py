@@ -11,7 +11,7 @@ import os
 import sys
 from typing import List, Optional
 
-import basicsr_adl  # noqa: F401  (compat fixes + registration)
+import basicsr_adl.plugin  # noqa: F401  (compat fixes + registration)
 import basicsr.test as basicsr_test
 import basicsr.train as basicsr_train
 

@@ -22,7 +22,7 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import basicsr_adl  # noqa: E402,F401  (registers the archs)
+import basicsr_adl.plugin  # noqa: E402,F401  (registers the archs)
 import torch  # noqa: E402
 
 from basicsr_adl.compat.entrypoints import EXIT_OPTION_ERROR, load_options_file  # noqa: E402

@@ -25,7 +25,7 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import basicsr_adl  # noqa: E402,F401
+import basicsr_adl.plugin  # noqa: E402,F401
 from basicsr_adl.adl.experiments import (embedded_options, ensure_embedded_data, noisy_input_scores,  # noqa: E402
                                          results_table, run_suite, test_dataset, write_table)
 

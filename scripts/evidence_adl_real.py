@@ -33,7 +33,7 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
+import basicsr_adl.plugin  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (best_baseline, collapsed, noisy_input_scores, results_table,  # noqa: E402
                                          run_suite, test_dataset, write_table)
 from basicsr_adl.adl.recipes import real_adl_options, real_domain  # noqa: E402

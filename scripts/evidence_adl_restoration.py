@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 import yaml  # noqa: E402
 
-import basicsr_adl  # noqa: E402,F401
+import basicsr_adl.plugin  # noqa: E402,F401
 from basicsr_adl.adl.experiments import (Timer, accept_counts, evaluate_run, labelled_strip,  # noqa: E402
                                          noisy_input_scores, run_training, test_dataset)
 from basicsr_adl.synth.embedded import build_embedded_restoration  # noqa: E402

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
+import basicsr_adl.plugin  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (COLLAPSE_DB, SCARCITY_METHODS as METHODS, best_baseline,  # noqa: E402
                                          collapsed, embedded_data_root, embedded_options, ensure_embedded_data,
                                          noisy_input_scores, run_parallel, test_dataset, train_and_score)

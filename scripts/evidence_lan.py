@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import basicsr_adl  # noqa: E402,F401  (registers DnCNN, applies the basicsr compat fixes)
+import basicsr_adl.plugin  # noqa: E402,F401  (registers DnCNN, applies the basicsr compat fixes)
 from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils import tensor2img  # noqa: E402
 

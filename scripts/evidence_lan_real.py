@@ -32,7 +32,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import basicsr_adl  # noqa: E402,F401  (registers the plugin's archs/datasets, applies the compat fixes)
+import basicsr_adl.plugin  # noqa: E402,F401  (registers the plugin's archs/datasets, applies the compat fixes)
 from basicsr.archs import build_network  # noqa: E402
 
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean  # noqa: E402

@@ -22,7 +22,7 @@ from typing import Dict, List
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import basicsr_adl  # noqa: E402,F401  (compat fixes + registration)
+import basicsr_adl.plugin  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (SCARCITY_METHODS, accept_counts, best_baseline,  # noqa: E402
                                          collapsed, embedded_data_root, embedded_options, ensure_embedded_data,
                                          labelled_strip, noisy_input_scores, run_parallel, test_dataset,

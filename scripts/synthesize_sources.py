@@ -19,7 +19,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import basicsr_adl  # noqa: E402,F401  (basicsr import fix)
+import basicsr_adl.plugin  # noqa: E402,F401  (basicsr import fix)
 from basicsr_adl.data.restoration_pairs_dataset import SyntheticDegradationDataset, read_rgb  # noqa: E402
 
 

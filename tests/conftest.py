@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 import pytest
 import yaml
 
-import basicsr_adl  # noqa: F401  (basicsr 1.4.2 needs the plugin's torchvision shim before import)
+import basicsr_adl.plugin  # noqa: F401  (basicsr 1.4.2 needs the plugin's torchvision shim before import)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

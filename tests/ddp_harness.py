@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-import basicsr_adl  # noqa: E402,F401  (before basicsr)
+import basicsr_adl.plugin  # noqa: E402,F401  (before basicsr)
 import basicsr.train as basicsr_train  # noqa: E402
 from basicsr_adl.cli import main  # noqa: E402
 

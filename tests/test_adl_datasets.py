@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import basicsr_adl  # noqa: F401
+import basicsr_adl.plugin  # noqa: F401
 from basicsr.data import build_dataset
 
 from basicsr_adl.compat.options_check import OptionError

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-import basicsr_adl  # noqa: F401
+import basicsr_adl.plugin  # noqa: F401
 from basicsr.models import build_model
 from basicsr.utils import make_exp_dirs
 from basicsr.utils.options import parse_options

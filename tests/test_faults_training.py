@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-import basicsr_adl  # noqa: F401
+import basicsr_adl.plugin  # noqa: F401
 from basicsr.models import build_model
 from basicsr.utils import make_exp_dirs
 from basicsr.utils.options import parse_options
@@ -202,7 +202,7 @@ def test_too_few_finite_target_pairs_is_one_error_naming_the_domain(tmp_path, mo
 HANG_AT_ITER_3 = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-import basicsr_adl
+import basicsr_adl.plugin
 from basicsr.models.sr_model import SRModel
 from basicsr_adl.cli import main
 

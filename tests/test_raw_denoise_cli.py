@@ -9,7 +9,7 @@ import rawpy
 import torch
 import yaml
 
-import basicsr_adl  # noqa: F401
+import basicsr_adl.plugin  # noqa: F401
 from basicsr.archs import build_network
 
 from conftest import REPO, cli_env, load_script
@@ -91,7 +91,8 @@ def test_sensor_and_iso_reach_the_net(tmp_path, denoise_raw, monkeypatch):
 def test_sensor_names_come_from_the_training_domains(tmp_path):
     from basicsr_adl.inference import sensor_names
     opt = {'datasets': {'train': {'type': 'MultiDomainDataset', 'target': 'T',
-                                  'domains': {'S1': {'type': 'X'}, 'T': {'type': 'X'}, 'S2': {'type': 'X', 'sensor_index': 2}}}}}
+                                  'domains': {'S1': {'type': 'X'}, 'T': {'type': 'X'},
+                                              'S2': {'type': 'X', 'sensor_index': 2}}}}}
     assert sensor_names(opt) == (['S1', 'T', 'S2'], 'datasets.train.domains')
     opt['datasets']['train']['domains']['T']['sensors'] = ['p', 'q', 'r']
     assert sensor_names(opt) == (['p', 'q', 'r'], 'datasets.train.domains.T.sensors')

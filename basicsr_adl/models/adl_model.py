@@ -41,7 +41,7 @@ from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_cro
 from basicsr_adl.inference import sensor_names
 from basicsr_adl.options_schema import (ADL_MODES, ON_REJECT, RAW_OUTPUT, adl_options, adl_stage_lengths,  # noqa: F401
                                         section_options)
-from basicsr_adl.raw.camera_denoise import write_outputs
+from basicsr_adl.raw.camera_denoise import colour_source, write_outputs
 from basicsr_adl.raw.io import read_raw_with_sidecar
 from basicsr_adl.raw.tiling import run_tiled
 
@@ -565,6 +565,9 @@ class ADLModel(SRModel):
             stem = osp.splitext(osp.basename(path))[0]
             dng, _ = write_outputs(capture, self.output[i].detach().cpu().numpy(), folder, stem)
             get_root_logger().info(f'{path} -> {dng} (+ .png)')
+            if not colour_source(capture):
+                get_root_logger().warning(f'{path} gives no colour matrix; the DNG takes camera RGB as linear sRGB, '
+                                          'so its colours are only approximate')
 
     # ------------------------------------------------------------------------------------------------ state
     def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:

@@ -204,7 +204,8 @@ def read_mosaic_file(path: str, meta: Dict[str, Any]) -> RawCapture:
     missing = [k for k in ('pattern', 'black', 'white') if k not in meta]
     if missing:
         raise RawReadError(f'{path}: bare mosaic needs {", ".join(missing)} in its metadata file '
-                           f'({SIDECAR_NAME} in its folder, see docs/raw_data.md; converters also take them as options)')
+                           f'({SIDECAR_NAME} in its folder, see docs/raw_data.md; converters also take them as '
+                           'options)')
     pattern = normalize_pattern(meta['pattern'], source=path)
     mosaic = _load_mosaic_array(path, meta)
     return RawCapture(mosaic=mosaic, pattern=pattern, black=_four(meta['black'], 'black', path),

@@ -3,8 +3,8 @@
 Our choice (no paper prescribes one): the fewest tiles of at most ``tile`` x ``tile`` pixels that overlap by at
 least ``overlap``, all of one size and spread evenly over the image (``tile_span``). Each tile's
 output is weighted by a window that is 1 inside and, over the ``overlap`` pixels it shares with a neighbour,
-nearly 0 at the edge and rising to 1 (``ramp_window``); the weighted sum is divided by the summed weights. Borders of the image are not
-ramped. The net sees only its tile, so a difference from whole-image inference remains where a tile edge cuts
+nearly 0 at the edge and rising to 1 (``ramp_window``); the weighted sum is divided by the summed weights.
+Borders of the image are not ramped. The net sees only its tile, so a difference from whole-image inference remains where a tile edge cuts
 the net's receptive field; ``scripts/benchmarks/bench_denoise_raw.py`` measures it.
 
 Only one tile lives on the device at a time; the input and the accumulators stay on the CPU. Plain PyTorch,

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-import basicsr_adl  # noqa: E402,F401
+import basicsr_adl.plugin  # noqa: E402,F401
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import make_exp_dirs  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402

@@ -35,7 +35,7 @@ DEMO_OPTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '.
 
 def build_net(device: str, opt_path: str = '', weights: str = ''):
     """The embedded demo's ModulatedUNet (random, the arch's own init), or ``weights`` for ``opt_path``."""
-    import basicsr_adl  # noqa: F401
+    import basicsr_adl.plugin  # noqa: F401
     from basicsr.archs import build_network
     from basicsr_adl.compat.entrypoints import load_options_file
     from basicsr_adl.inference import NetInputs, build_net as load_trained
@@ -189,8 +189,8 @@ def main(argv=None) -> int:
                 print(f'  {mp:>5.0f} {mode:>6} failed: {error}')
                 continue
             gpu = f'  {record["gpu_peak"]:8.0f}' if record['gpu_peak'] is not None else ''
-            print(f'  {mp:>5.0f} {mode:>6} {record["peak"]:>9.0f} {record["start"]:>7.0f} {record["before_net"]:>11.0f} '
-                  f'{record["accumulators"]:>7.0f} {record["net_above"] - record["accumulators"]:>7.0f} '
+            print(f'  {mp:>5.0f} {mode:>6} {record["peak"]:>9.0f} {record["start"]:>7.0f} '
+                  f'{record["before_net"]:>11.0f} {record["accumulators"]:>7.0f} {record["net_above"] - record["accumulators"]:>7.0f} '
                   f'{record["seconds"]:>8.1f}{gpu}', flush=True)
     return 0
 

@@ -41,7 +41,7 @@ def _disk_bytes(path: str) -> int:
 def _demo_net():
     import torch
     try:
-        import basicsr_adl  # noqa: F401  (registers the archs)
+        import basicsr_adl.plugin  # noqa: F401  (registers the archs)
         from basicsr.utils.registry import ARCH_REGISTRY
         from basicsr_adl.adl.recipes import embedded_network
         from basicsr_adl.raw.noise_models import NOISE_MODEL_SENSORS
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               f'(ratio {lmdb_disk / raw_bytes:.3f}); DNG files {dng_bytes / 2**20:.1f} MiB')
 
         # -- one loader worker vs one training step -------------------------------------------------------
-        import basicsr_adl  # noqa: F401
+        import basicsr_adl.plugin  # noqa: F401
         from basicsr.utils.registry import DATASET_REGISTRY
         from torch.utils.data import default_collate
         gt_lmdb = os.path.join(work, 'bench_gt.lmdb')
