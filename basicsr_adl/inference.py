@@ -20,6 +20,7 @@ import torch
 
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.errors import DataError
+from basicsr_adl.metadata import used_args
 from basicsr_adl.raw.camera_denoise import net_input, write_outputs
 from basicsr_adl.raw.io import RawCapture
 from basicsr_adl.raw.tiling import count_tiles, run_tiled
@@ -64,11 +65,7 @@ def sensor_names(opt: Dict[str, Any]) -> Tuple[List[str], str]:
     return [], ''
 
 
-def metadata_args(net: torch.nn.Module) -> Tuple[str, ...]:
-    """Which of ``sensor``/``iso`` the net uses: those its ``forward`` takes (as ADLModel decides), less those a
-    modulated net was built without (``use_sensor: false``)."""
-    from basicsr_adl.models.adl_model import metadata_args as forward_args  # here: adl_model imports this module
-    return tuple(name for name in forward_args(net) if getattr(net, f'use_{name}', True))
+metadata_args = used_args  # which of sensor/iso the net uses (basicsr_adl.metadata)
 
 
 def build_net(opt: Dict[str, Any], weights: str, device: torch.device) -> torch.nn.Module:
@@ -140,8 +137,8 @@ def pick_sensor(opt: Dict[str, Any], net: torch.nn.Module, name: Optional[str], 
         return inputs
     names, source = sensor_names(opt)
     if not names:
-        raise OptionError(f"the net takes a sensor (one-hot) but the options file names no sensors; add a top-level "
-                          f"'sensors: [...]' list in the net's one-hot order")
+        raise OptionError("the net takes a sensor (one-hot) but the options file names no sensors; add a top-level "
+                          "'sensors: [...]' list in the net's one-hot order")
     if name is None:
         raise OptionError(f"{where} is required: the net takes a sensor; one of {', '.join(names)} "
                           f'(from {source})')

@@ -28,7 +28,7 @@ def core_modules():
     for package in CORE_PACKAGES:
         path = [str(REPO / 'basicsr_adl' / package)]
         names += [f'basicsr_adl.{package}.{m.name}' for m in pkgutil.iter_modules(path)]
-    return names + ['basicsr_adl.options_schema', 'basicsr_adl.errors', 'basicsr_adl.pairing']
+    return names + ['basicsr_adl.options_schema', 'basicsr_adl.errors', 'basicsr_adl.pairing', 'basicsr_adl.metadata']
 
 
 def test_every_core_module_imports_with_basicsr_blocked():

@@ -39,6 +39,7 @@ from basicsr_adl.compat.dist import collective_device
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, centre_crop, collate_items
 from basicsr_adl.inference import sensor_names
+from basicsr_adl.metadata import METADATA_ARGS, forward_args
 from basicsr_adl.options_schema import (ADL_MODES, ON_REJECT, RAW_OUTPUT, adl_options, adl_stage_lengths,  # noqa: F401
                                         section_options)
 from basicsr_adl.raw.camera_denoise import colour_source, write_outputs
@@ -46,14 +47,12 @@ from basicsr_adl.raw.io import read_raw_with_sidecar
 from basicsr_adl.raw.tiling import run_tiled
 
 MODES = ADL_MODES  # the options, their defaults and checks: basicsr_adl.options_schema.ADL_SECTION
-METADATA_ARGS = ('sensor', 'iso')
 HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'
 
 
 def metadata_args(net: torch.nn.Module) -> Tuple[str, ...]:
     """Names among ('sensor', 'iso') that ``net.forward`` takes as parameters."""
-    params = inspect.signature(net.forward).parameters
-    return tuple(name for name in METADATA_ARGS if name in params)
+    return forward_args(net)
 
 
 def _distributed() -> bool:

@@ -8,7 +8,6 @@ and a PSNR-vs-iteration plot in ``results/<name>/``; without ground truth the ad
 """
 import csv
 import dataclasses
-import inspect
 import os
 from collections import OrderedDict
 from os import path as osp
@@ -26,12 +25,13 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_adl.compat.options_check import OptionError
+from basicsr_adl.metadata import METADATA_ARGS, forward_args
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean
 from basicsr_adl.options_schema import LAN_DEFAULT_LR, LAN_SECTION, check_lan_model, lan_options
 
 LAN_KEYS = tuple(LAN_SECTION.fields)  # the options, defaults and checks: basicsr_adl.options_schema.LAN_SECTION
 DEFAULT_LR = LAN_DEFAULT_LR
-METADATA_KEYS = ('sensor', 'iso')
+METADATA_KEYS = METADATA_ARGS
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
                    'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}
 FLOAT_METRICS = {'calculate_psnr': calculate_psnr_pt, 'calculate_ssim': calculate_ssim_pt,
@@ -95,10 +95,7 @@ def expected_in_channels(net: torch.nn.Module, net_opt: Dict[str, Any]) -> Optio
 
 def accepted_metadata(net: torch.nn.Module) -> tuple:
     """Which of sensor / iso the net's forward takes (by name or via **kwargs)."""
-    params = inspect.signature(net.forward).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return METADATA_KEYS
-    return tuple(k for k in METADATA_KEYS if k in params)
+    return forward_args(net, accept_var_keyword=True)
 
 
 @MODEL_REGISTRY.register()
