@@ -36,6 +36,18 @@ def test_ticks_metadata_and_target_subset(data):
     assert again.target_indices == ds.target_indices and len(set(ds.target_indices)) == 4
 
 
+def test_the_model_takes_the_instance_the_loader_built(data):
+    """BasicSR's loader builds the dataset (from a deep copy of the options); ADLModel's from_options finds that
+    instance instead of opening every sub-dataset a second time; other options give a new one."""
+    from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset
+    opt = {'name': 'd', 'type': 'MultiDomainDataset', 'phase': 'train', 'target': 'tgt', 'batch_size_per_gpu': 2,
+           'domains': {'tgt': domain_opt(data['tgt'], 0, 100), 'srcA': domain_opt(data['srcA'], 1, 400)}}
+    loader_copy = build_dataset(opt)
+    assert MultiDomainDataset.from_options(opt) is loader_copy
+    other = MultiDomainDataset.from_options(dict(opt, target_pairs=3))
+    assert other is not loader_copy and other.domain_size('tgt') == 3
+
+
 def test_sensor_index_defaults_to_domain_position_and_missing_iso_is_nan(data):
     ds = multi(data)
     ds._domain_opts['srcA'].pop('sensor_index')

@@ -6,8 +6,9 @@ the current validation subset, and scores whole target images. So this dataset i
 
 * for BasicSR's dataloader it is a cheap *tick* dataset (``__getitem__`` returns ``{'tick': i}``; length
   ``ticks_per_epoch`` iterations per BasicSR epoch) that only paces the loop - keep ``num_worker_per_gpu: 0``;
-* for :class:`~basicsr_adl.models.adl_model.ADLModel`, which builds its own copy from the same options, it
-  holds one sub-dataset per domain (any registered type: the RAW LMDB datasets, BasicSR's
+* for :class:`~basicsr_adl.models.adl_model.ADLModel`, which takes the same instance
+  (:meth:`MultiDomainDataset.from_options`: the one built from equal options in this process), it holds one
+  sub-dataset per domain (any registered type: the RAW LMDB datasets, BasicSR's
   ``PairedImageDataset``, ...) and serves single items with sensor/ISO metadata filled in.
 
 Options (under ``datasets.train``)::
@@ -24,6 +25,7 @@ Metadata: ``sensor`` is ``sensor_index`` if given, else the item's own ``sensor`
 in ``domains``; ``iso`` is the item's own ``iso``, else the domain's ``iso`` option, else NaN (a net that uses
 ISO then stops with an error naming the option).
 """
+import json
 import math
 import os
 from copy import deepcopy
@@ -38,12 +40,18 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_adl.compat.options_check import OptionError
 
 META_KEYS = ('sensor_index', 'iso')
+_BUILT: Dict[str, 'MultiDomainDataset'] = {}  # options fingerprint -> the last instance built in this process
+
+
+def _fingerprint(opt: Dict[str, Any]) -> str:
+    return json.dumps(opt, sort_keys=True, default=str)
 
 
 @DATASET_REGISTRY.register()
 class MultiDomainDataset(data.Dataset):
     def __init__(self, opt: Dict[str, Any]) -> None:
         super().__init__()
+        key = _fingerprint(opt)
         self.opt = opt
         where = 'datasets.train'
         domains = opt.get('domains')
@@ -93,6 +101,15 @@ class MultiDomainDataset(data.Dataset):
         # a length that is an exact multiple keeps both counts equal (ticks_per_epoch iterations per epoch).
         _, world = get_dist_info()
         self.ticks = ticks * int(opt.get('batch_size_per_gpu', 1)) * world
+        _BUILT.clear()  # one slot: the loader's instance until the model has taken it
+        _BUILT[key] = self
+
+    @classmethod
+    def from_options(cls, opt: Dict[str, Any]) -> 'MultiDomainDataset':
+        """The instance built from equal options in this process (BasicSR's loader builds it first, and the model
+        takes the same one, so every sub-dataset is opened once), else a new one."""
+        found = _BUILT.get(_fingerprint(opt))
+        return found if found is not None else cls(deepcopy(opt))
 
     # -- construction -----------------------------------------------------------------------------------------
     def _sub_options(self, name: str, dopt: Any, phase: str) -> Dict[str, Any]:

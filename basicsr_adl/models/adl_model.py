@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from basicsr.data import build_dataset
 from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -119,7 +118,7 @@ class ADLModel(SRModel):
                                 'stage 3 runs until total_iter.')
 
         dopt = opt['datasets']['train']  # a MultiDomainDataset (checked by adl_options)
-        self.domains: MultiDomainDataset = build_dataset(dopt)
+        self.domains: MultiDomainDataset = MultiDomainDataset.from_options(dopt)  # the loader's, built once
         if self.mode != 'target_only' and not self.domains.sources:
             raise OptionError(f"option 'datasets.train.sources': adl.mode '{self.mode}' needs at least one source "
                               'domain besides the target')
