@@ -65,9 +65,6 @@ def sensor_names(opt: Dict[str, Any]) -> Tuple[List[str], str]:
     return [], ''
 
 
-metadata_args = used_args  # which of sensor/iso the net uses (basicsr_adl.metadata)
-
-
 def build_net(opt: Dict[str, Any], weights: str, device: torch.device) -> torch.nn.Module:
     """``network_g`` of ``opt`` with ``weights`` loaded (BasicSR's ``params``/``params_ema`` layout or a bare
     state dict), in eval mode on ``device``."""
@@ -131,7 +128,7 @@ class NetInputs:
 
 def pick_sensor(opt: Dict[str, Any], net: torch.nn.Module, name: Optional[str], where: str = '--sensor') -> NetInputs:
     """The net's metadata needs resolved against the options' sensor names; one error naming ``where``."""
-    args = metadata_args(net)
+    args = used_args(net)
     inputs = NetInputs(net=net, args=args)
     if 'sensor' not in args:
         return inputs

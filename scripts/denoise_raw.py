@@ -25,6 +25,7 @@ if __package__ in (None, ''):
 import basicsr_adl.plugin  # noqa: E402,F401  (registers the archs)
 import torch  # noqa: E402
 
+from basicsr_adl.cli import EXIT_DATA_ERROR  # noqa: E402
 from basicsr_adl.compat.entrypoints import EXIT_OPTION_ERROR, load_options_file  # noqa: E402
 from basicsr_adl.compat.options_check import OptionError, check_options  # noqa: E402
 from basicsr_adl.errors import DataError  # noqa: E402
@@ -34,9 +35,6 @@ from basicsr_adl.raw.bayer import UnsupportedCFAError, packed_shape  # noqa: E40
 from basicsr_adl.raw.camera_denoise import colour_source  # noqa: E402
 from basicsr_adl.raw.io import RawReadError, list_camera_files, read_raw_with_sidecar  # noqa: E402
 from basicsr_adl.raw.tiling import count_tiles  # noqa: E402
-
-EXIT_DATA_ERROR = 1
-
 
 def check_out_dir(out_dir: str) -> bool:
     """Make the output folder (True if this run created it) and check that it can be written."""
