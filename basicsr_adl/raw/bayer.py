@@ -14,7 +14,7 @@ gives. That is not a flip of the four planes: see the comment above ``packed_hfl
 
 Plain NumPy/PyTorch, no BasicSR import.
 """
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +58,12 @@ def red_offset(pattern: str) -> Tuple[int, int]:
     """(row, col) of the red site within the 2x2 pattern: the crop offset that makes the quad R,G,G,B."""
     index = normalize_pattern(pattern).index('R')
     return index // 2, index % 2
+
+
+def canonical_positions(pattern: str) -> List[Tuple[int, int]]:
+    """(row, col) within the 2x2 CFA of the canonical R, G1, G2, B sites."""
+    oy, ox = red_offset(pattern)
+    return [((oy + dy) % 2, (ox + dx) % 2) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))]
 
 
 def packed_shape(mosaic_shape: Tuple[int, int], pattern: str) -> Tuple[int, int, int]:

@@ -12,13 +12,12 @@
 Plain NumPy, no BasicSR import.
 """
 import os
-import uuid
 from typing import Optional, Tuple
 
 import numpy as np
 
 from basicsr_adl.raw.bayer import denormalize_levels, normalize_levels, red_offset, unpack
-from basicsr_adl.raw.dng import DngMetadata, write_dng
+from basicsr_adl.raw.dng import DngMetadata, temp_sibling, write_dng
 from basicsr_adl.raw.io import RawCapture
 from basicsr_adl.raw.unprocess import SRGB_TO_XYZ
 
@@ -90,7 +89,7 @@ def develop_preview(dng_path: str, png_path: str) -> str:
     import rawpy
     with rawpy.imread(dng_path) as raw:
         rgb = raw.postprocess(use_camera_wb=True, output_bps=8, output_color=rawpy.ColorSpace.sRGB)
-    temp = _temp_name(png_path)
+    temp = temp_sibling(png_path)
     try:
         if not cv2.imwrite(temp, np.ascontiguousarray(rgb[..., ::-1])):
             raise OSError(f'could not write {png_path}')
@@ -99,13 +98,6 @@ def develop_preview(dng_path: str, png_path: str) -> str:
         if os.path.exists(temp):
             os.remove(temp)
     return png_path
-
-
-def _temp_name(path: str) -> str:
-    """A hidden sibling of ``path`` with the same extension (encoders pick the format from it)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f'.{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}')
 
 
 def write_outputs(capture: RawCapture, packed_output: np.ndarray, out_dir: str, stem: str) -> Tuple[str, str]:

@@ -19,10 +19,12 @@ import datetime
 import os
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from basicsr_adl.raw.bayer import canonical_positions
 
 CFA_CODES = {'RGGB': (0, 1, 1, 2), 'BGGR': (2, 1, 1, 0), 'GRBG': (1, 0, 2, 1), 'GBRG': (1, 2, 0, 1)}
 XTRANS_6X6 = (1, 1, 0, 1, 1, 2, 1, 1, 2, 1, 1, 0, 2, 0, 1, 0, 2, 1,
@@ -54,7 +56,6 @@ class DngMetadata:
     copied_tags: Sequence[Tuple[int, int, int, Any]] = ()       # a DNG source's profile, verbatim (exif.DNG_COPY_TAGS)
     software: str = 'basicsr-adl'
     cfa: Optional[Sequence[int]] = None                         # a 36-code (6x6) CFA instead of ``pattern``
-    extra: dict = field(default_factory=dict)
 
     @property
     def unique_camera_model(self) -> str:
@@ -73,22 +74,15 @@ def _srational(value: float) -> Tuple[int, int]:
     return int(round(float(value) * 10000)), 10000
 
 
-def _cfa_positions(pattern: str) -> List[Tuple[int, int]]:
-    """(row, col) within the 2x2 CFA of canonical R, G1, G2, B."""
-    index = pattern.index('R')
-    oy, ox = index // 2, index % 2
-    return [((oy + dy) % 2, (ox + dx) % 2) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))]
-
-
 def black_by_position(pattern: str, black: Sequence[float]) -> List[float]:
     """Canonical (R, G1, G2, B) black levels -> the 2x2 CFA positions in row-major order."""
     out = [0.0] * 4
-    for (row, col), value in zip(_cfa_positions(pattern), black):
+    for (row, col), value in zip(canonical_positions(pattern), black):
         out[2 * row + col] = float(value)
     return out
 
 
-def _ifd0_tags(mosaic_shape: Tuple[int, int], meta: DngMetadata) -> list:
+def _ifd0_tags(meta: DngMetadata) -> list:
     codes = tuple(meta.cfa) if meta.cfa is not None else CFA_CODES[meta.pattern]
     repeat = (6, 6) if len(codes) == 36 else (2, 2)
     tags = [(50706, _BYTE, 4, (1, 4, 0, 0), True),                              # DNGVersion
@@ -149,6 +143,14 @@ def _exif_ifd(meta: DngMetadata, offset: int) -> bytes:
     return struct.pack('<H', len(entries)) + table + struct.pack('<I', 0) + data
 
 
+def temp_sibling(path: str) -> str:
+    """A hidden sibling of ``path`` with the same extension (encoders pick the format from it), unique to this
+    process: written first, renamed to ``path`` when complete."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, f'.{stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}')
+
+
 def _attach_exif(path: str, meta: DngMetadata) -> None:
     import tifffile
     with tifffile.TiffFile(path) as tif:
@@ -174,10 +176,10 @@ def write_dng(path: str, mosaic: np.ndarray, meta: DngMetadata) -> str:
         raise ValueError(f'write_dng expects a 2-D mosaic, got shape {mosaic.shape}')
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+    temp = temp_sibling(path)
     try:
         stamp = datetime.datetime.now().strftime('%Y:%m:%d %H:%M:%S')
-        tifffile.imwrite(temp, mosaic, photometric=32803, extratags=_ifd0_tags(mosaic.shape, meta), metadata=None,
+        tifffile.imwrite(temp, mosaic, photometric=32803, extratags=_ifd0_tags(meta), metadata=None,
                          software=meta.software, datetime=stamp, bigtiff=False)
         _attach_exif(temp, meta)
         os.replace(temp, path)

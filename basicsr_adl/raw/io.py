@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from basicsr_adl.raw.bayer import UnsupportedCFAError, normalize_pattern, pack, red_offset
+from basicsr_adl.raw.bayer import UnsupportedCFAError, canonical_positions, normalize_pattern, pack, red_offset
 from basicsr_adl.raw.dng import LIBRAW_FLIP_TO_ORIENTATION
 from basicsr_adl.raw.exif import ExifInfo, read_exif
 from basicsr_adl.raw.unprocess import camera_to_srgb_matrix
@@ -79,11 +79,6 @@ def _four(value, name: str, path: str) -> List[float]:
     return [float(v) for v in arr]
 
 
-def _canonical_positions(pattern: str):
-    oy, ox = red_offset(pattern)
-    return [((oy + dy) % 2, (ox + dx) % 2) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))]
-
-
 def read_camera_raw(path: str) -> RawCapture:
     """Read a camera RAW file with rawpy; one clear error for unreadable files and non-Bayer CFAs."""
     import rawpy
@@ -100,7 +95,7 @@ def read_camera_raw(path: str) -> RawCapture:
             letters = np.array([desc[i] for i in pattern_idx.reshape(-1)]).reshape(2, 2)
             pattern = normalize_pattern(letters, source=path)
             mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
-            positions = _canonical_positions(pattern)
+            positions = canonical_positions(pattern)
             black_by_colour = list(raw.black_level_per_channel)
             black = [float(black_by_colour[pattern_idx[p]]) for p in positions]
             white_by_colour = raw.camera_white_level_per_channel
