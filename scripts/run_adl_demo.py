@@ -65,7 +65,7 @@ def write_strip(path: str, triples, labels, meta=None) -> str:
         def to_rgb(t):
             return packed_to_srgb(t.numpy(), wb=meta.get('wb'), ccm=meta.get('ccm'), full_resolution=False)
     except ImportError:
-        from basicsr_adl.models.adl_model import preview_image
+        from basicsr_adl.metrics import preview_image
 
         def to_rgb(t):
             return preview_image(t).permute(1, 2, 0).numpy()

@@ -50,14 +50,14 @@ def test_rejected_stage2_step_reverts_weights_and_optimizer_exactly(tmp_path, da
     model = build(tmp_path, opt, monkeypatch)
     for it in (1, 2):
         model.optimize_parameters(it)
-    model.gate = PaperQueueGate(3)
-    model.gate.start(1000.0)  # nothing can beat this: every step is rejected
+    model.adaptation.gate = PaperQueueGate(3)
+    model.adaptation.gate.start(1000.0)  # nothing can beat this: every step is rejected
     before = state_of(model)
     model.optimize_parameters(3)
     assert same_state(before, state_of(model))
     assert sum(r for _, r in model.accept_log.counts().values()) == 1
-    model.gate = PaperQueueGate(3)
-    model.gate.start(-1000.0)  # everything is accepted
+    model.adaptation.gate = PaperQueueGate(3)
+    model.adaptation.gate.start(-1000.0)  # everything is accepted
     model.optimize_parameters(4)
     assert not same_state(before, state_of(model))
     assert sum(a for a, _ in model.accept_log.counts().values()) == 1
@@ -93,8 +93,8 @@ def test_on_reject_target_step_keeps_only_the_target_half_of_a_rejected_step(tmp
                        adl={'gate': {'criterion': 'paper', 'on_reject': 'target_step'}, 'target_batch': 2})
     model = build(tmp_path, opt, monkeypatch)
     model.optimize_parameters(1)
-    model.gate = PaperQueueGate(3)
-    model.gate.start(1000.0)  # every step is rejected
+    model.adaptation.gate = PaperQueueGate(3)
+    model.adaptation.gate.start(1000.0)  # every step is rejected
     net, ref, _, before_net = one_stage2_step_against_replay(model, monkeypatch, keep_joint=False)
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -112,7 +112,7 @@ def test_chunked_paired_target_replays_each_steps_target_gradient(tmp_path, data
                        adl={'gate': {'criterion': 'paired_target', 'every': 2}, 'target_batch': 2})
     model = build(tmp_path, opt, monkeypatch)
     model.optimize_parameters(1)
-    monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: accept)
+    monkeypatch.setattr(model.adaptation.gate, 'decide', lambda cand, prev: accept)
     drawn = []
     original = model._draw_batch
     monkeypatch.setattr(model, '_draw_batch', lambda parts: drawn.append((parts, original(parts))) or drawn[-1][1])
@@ -120,9 +120,9 @@ def test_chunked_paired_target_replays_each_steps_target_gradient(tmp_path, data
     before_net = {k: v.clone() for k, v in net.state_dict().items()}
     before_opt = copy.deepcopy(model.optimizer_g.state_dict())
     model.optimize_parameters(2)
-    assert model.chunk['pos'] == 1 and sum(n for n in model.accept_log.counts().values() for n in n) == 0
+    assert model.adaptation.chunk.pos == 1 and sum(n for n in model.accept_log.counts().values() for n in n) == 0
     model.optimize_parameters(3)
-    assert model.chunk == {'pos': 0}
+    assert not model.adaptation.in_chunk
 
     def fresh():
         ref = copy.deepcopy(net)
@@ -165,7 +165,7 @@ def test_paired_target_gate_keeps_the_joint_or_the_target_only_step(tmp_path, da
     model.cri_pix.reduction = reduction
     model.optimize_parameters(1)
     scored = []
-    monkeypatch.setattr(model.gate, 'decide', lambda cand, prev: scored.append((cand, prev)) or accept)
+    monkeypatch.setattr(model.adaptation.gate, 'decide', lambda cand, prev: scored.append((cand, prev)) or accept)
     net, ref, parts, _ = one_stage2_step_against_replay(model, monkeypatch, keep_joint=accept, reduction=reduction)
     for a, b in zip(net.parameters(), ref.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
@@ -197,14 +197,14 @@ def test_validation_subset_is_never_trained_on_in_stage2(tmp_path, data, monkeyp
     gen = torch.Generator()
     for it in range(2, 7):
         seen.clear()
-        gen.set_state(model.shared_gen.get_state())
+        gen.set_state(model.adaptation.generator.get_state())
         model.optimize_parameters(it)
         domain = model.domains.sources[int(torch.randint(2, (1,), generator=gen))]  # replay the shared draws
-        val, train = model.sampler.sample(model.schedule.adapt_progress(it), gen)
+        val, train = model.adaptation.sampler.sample(model.schedule.adapt_progress(it), gen)
         target_idx = [i for n, i in seen if n == 'tgt']
         assert {n for n, _ in seen if n != 'tgt'} == {domain}
         assert len(target_idx) == 1 and all(i in train and i not in val for i in target_idx)
-        assert len(val) == model.sampler.size_at(model.schedule.adapt_progress(it))
+        assert len(val) == model.adaptation.sampler.size_at(model.schedule.adapt_progress(it))
 
 
 def test_nan_loss_skips_the_step(tmp_path, data, monkeypatch):

@@ -133,13 +133,13 @@ def test_nonfinite_target_pair_is_named_once_and_left_out_of_v_and_training(tmp_
     assert len(named) == 2, warnings_logged
     assert f"noisy image key 't2' in '{target['dataroot_lq']}'" in named[0] and 'target pair 2' in named[0]
     assert f"clean image key 't4' in '{target['dataroot_gt']}'" in named[1] and 'target pair 4' in named[1]
-    assert model.target_left_out == [2, 4] and model.target_usable == [0, 1, 3, 5]
-    assert all(bool(torch.isfinite(model.val_cache[i]['lq']).all()) for i in range(6))  # the crop hides it
+    assert model.targets.left_out == [2, 4] and model.targets.usable == [0, 1, 3, 5]
+    assert all(bool(torch.isfinite(model.targets.crops[i]['lq']).all()) for i in range(6))  # the crop hides it
 
     gen = torch.Generator().manual_seed(0)
     drawn = set()
     for step in range(60):
-        val, train = model.sampler.sample(step / 59, gen)
+        val, train = model.adaptation.sampler.sample(step / 59, gen)
         assert not {2, 4} & set(val + train)
         drawn |= set(val)
     assert drawn == {0, 1, 3, 5}

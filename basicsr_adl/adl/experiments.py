@@ -121,7 +121,7 @@ def evaluate_run(opt: Dict[str, Any], exp_dir: str, dataset=None, keep_outputs: 
     """PSNR/SSIM of the run's final weights on the target's test pairs."""
     import torch
     from basicsr.archs import build_network
-    from basicsr_adl.models.adl_model import evaluate_net
+    from basicsr_adl.metrics import evaluate_net
     net = build_network(copy.deepcopy(opt['network_g']))
     state = torch.load(osp.join(exp_dir, 'models', 'net_g_latest.pth'), map_location='cpu')
     net.load_state_dict(state['params'])
@@ -130,15 +130,8 @@ def evaluate_run(opt: Dict[str, Any], exp_dir: str, dataset=None, keep_outputs: 
 
 def noisy_input_scores(dataset) -> Dict[str, float]:
     """PSNR/SSIM of the noisy inputs themselves (the floor every method must beat)."""
-    import torch
-    from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
-    ps, ss = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        lq, gt = torch.as_tensor(item['lq'])[None].clamp(0, 1), torch.as_tensor(item['gt'])[None]
-        ps.append(float(calculate_psnr_pt(lq, gt, 0)))
-        ss.append(float(calculate_ssim_pt(lq, gt, 0)))
-    return {'psnr': sum(ps) / len(ps), 'ssim': sum(ss) / len(ss)}
+    from basicsr_adl.metrics import noisy_input_scores as scores  # imports BasicSR: only when scoring
+    return scores(dataset)
 
 
 def accept_counts(exp_dir: str) -> Dict[str, List[int]]:

@@ -5,20 +5,22 @@ LMDBs laid out as ``<root>/<sensor>/{train,test}_{lq,gt}.lmdb`` (the embedded se
 """
 from typing import Any, Dict, List
 
-from basicsr_adl.options_schema import ADL_SECTION, defaults
+from dataclasses import asdict
 
-_ADL = defaults(ADL_SECTION)  # the schema holds the defaults; the files spell out the gate and V' settings
+from basicsr_adl.adl.config import ADLConfig
+
+_ADL = ADLConfig.defaults()  # the schema holds the defaults; the files spell out the gate and V' settings
 GATE_KEYS = ('criterion', 'tolerance', 'queue_size', 'every', 'revert_optimizer')
 
 
 def default_gate() -> Dict[str, Any]:
     """The schema's default gate settings (on_reject is left to its criterion-dependent default)."""
-    return {k: _ADL['gate'][k] for k in GATE_KEYS}
+    return {k: getattr(_ADL.gate, k) for k in GATE_KEYS}
 
 
 def default_validation() -> Dict[str, Any]:
     """The schema's default dynamic-validation settings."""
-    return dict(_ADL['validation'])
+    return asdict(_ADL.validation)
 
 EMBEDDED_SENSORS = ['SonyA7S2', 'NikonD850', 'CanonEOS5D4', 'IMX686', 'HuaweiPhone']
 EMBEDDED_TARGET = 'IMX686'
@@ -43,7 +45,7 @@ def raw_domain(root: str, sensor: str, sensors: List[str], split: str, gt_size: 
 def adl_options(name: str, mode: str, target: str, sources: List[str], sensors: List[str], root: str,
                 gt_size: int, batch: int, target_batch: int, network: Dict[str, Any], total_iter: int,
                 stages: List[int], lr: float, val_crop: int, num_gpu: int, print_freq: int, ckpt_freq: int,
-                val_freq: int, target_pairs: int = None, heatmap_epochs: int = _ADL['heatmap_epochs'],
+                val_freq: int, target_pairs: int = None, heatmap_epochs: int = _ADL.heatmap_epochs,
                 gate: Dict[str, Any] = None, augment: bool = True) -> Dict[str, Any]:
     domains = {target: raw_domain(root, target, sensors, 'train', gt_size, augment)}
     for s in sources:

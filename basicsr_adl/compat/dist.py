@@ -170,6 +170,26 @@ def collective_device(device: torch.device) -> torch.device:
     return torch.device('cpu')
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_ranks_true(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on every rank (an all-reduce MIN; the flag itself without DDP)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=collective_device(device))
+    if _distributed():
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item() >= 1)
+
+
+def rank0_decides(flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank (a broadcast), so replicas never diverge on a decision."""
+    value = torch.tensor([1.0 if flag else 0.0], device=collective_device(device))
+    if _distributed():
+        dist.broadcast(value, 0)
+    return bool(value.item() > 0.5)
+
+
 def _reduce_sums(values: Dict[str, float], count: int, device: torch.device) -> (Dict[str, float], int):
     keys = sorted(values)
     if not dist.is_available() or not dist.is_initialized():

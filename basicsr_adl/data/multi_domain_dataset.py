@@ -228,13 +228,4 @@ def collate_items(items: Sequence[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
     }
 
 
-def centre_crop(t: torch.Tensor, size: Optional[int]) -> torch.Tensor:
-    """Centre crop of the last two dims to ``size`` (no-op when None or already smaller)."""
-    if not size:
-        return t
-    h, w = t.shape[-2:]
-    top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
-    return t[..., top:top + min(size, h), left:left + min(size, w)]
-
-
-__all__ = ['MultiDomainDataset', 'collate_items', 'centre_crop']
+__all__ = ['MultiDomainDataset', 'collate_items']

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
-from basicsr.metrics.psnr_ssim import calculate_psnr_pt, calculate_ssim_pt
 from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -26,6 +25,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.metadata import METADATA_ARGS, forward_args
+from basicsr_adl.metrics import FLOAT_METRICS, float_scores
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean
 from basicsr_adl.options_schema import LAN_DEFAULT_LR, LAN_SECTION, check_lan_model, lan_options
 
@@ -34,8 +34,6 @@ DEFAULT_LR = LAN_DEFAULT_LR
 METADATA_KEYS = METADATA_ARGS
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
                    'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}
-FLOAT_METRICS = {'calculate_psnr': calculate_psnr_pt, 'calculate_ssim': calculate_ssim_pt,
-                 'calculate_psnr_pt': calculate_psnr_pt, 'calculate_ssim_pt': calculate_ssim_pt}
 
 
 def parse_lan_options(lan: Optional[Dict[str, Any]], manual_seed: Optional[int] = None) -> (str, AdaptConfig, bool):
@@ -154,12 +152,13 @@ class LANModel(SRModel):
         gt = gt[..., :output.shape[-2], :output.shape[-1]]  # odd_size 'crop' drops the last row/column
         if output.shape[1] in (1, 3):
             return float(calculate_metric({'img': tensor2img([output]), 'img2': tensor2img([gt])}, metric_opt))
-        opt_ = dict(metric_opt)
-        metric = FLOAT_METRICS.get(opt_.pop('type'))
-        if metric is None:
+        if metric_opt['type'] not in FLOAT_METRICS:
             raise OptionError(f"metric type '{metric_opt['type']}' has no float version for "
                               f'{output.shape[1]}-channel images; use calculate_psnr or calculate_ssim')
-        return float(metric(output.float(), gt.float(), **opt_).mean())
+        if metric_opt.get('test_y_channel'):
+            raise OptionError(f"metric option 'test_y_channel' needs 3-channel images, got {output.shape[1]}")
+        return float(float_scores(output.float(), gt.float(), metric_opt['type'],
+                                  int(metric_opt.get('crop_border', 0))).mean())
 
     def _save_output(self, output: torch.Tensor, dataset_name: str, img_name: str) -> str:
         suffix = self.opt['val'].get('suffix') or self.opt['name']
