@@ -82,7 +82,7 @@ class TargetStep:
 
 @dataclass
 class ChunkRecord:
-    """The chunk in flight; ``pos == 0`` means none (the next step begins a chunk)."""
+    """The chunk in flight (``domain`` None: none; the next step begins one); ``pos``: steps taken in it."""
     pos: int = 0
     domain: Optional[str] = None
     val: List[int] = field(default_factory=list)  # V': scored, never trained on
@@ -92,7 +92,7 @@ class ChunkRecord:
 
     def state_dict(self) -> Dict[str, Any]:
         """Plain containers (the keys of the training states written before this class existed)."""
-        if self.pos == 0:
+        if self.domain is None:
             return {'pos': 0}
         return {'pos': self.pos, 'domain': self.domain, 'val': list(self.val), 'train': list(self.train),
                 'prev': self.baseline,
@@ -100,7 +100,7 @@ class ChunkRecord:
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Any]) -> 'ChunkRecord':
-        if int(state.get('pos', 0)) == 0:
+        if state.get('domain') is None:
             return cls()
         return cls(int(state['pos']), state['domain'], list(state['val']), list(state['train']), state.get('prev'),
                    [TargetStep(list(s['grads']), list(s['lr'])) for s in state.get('target_steps') or []])
@@ -152,7 +152,7 @@ class GatedAdaptation:
 
     @property
     def in_chunk(self) -> bool:
-        return self.chunk.pos > 0
+        return self.chunk.domain is not None
 
     def chunk_full(self) -> bool:
         return self.chunk.pos >= self.every
@@ -188,7 +188,7 @@ class GatedAdaptation:
         """One step of the chunk. ``losses``: one closure for the joint batch, or (when :attr:`replays_target`)
         the target part then the source part, weighted so that they add up to the joint loss;
         ``target_grad_scale`` turns the target part's gradient into that of a target-only loss."""
-        if not self.in_chunk and self.chunk.domain is None:
+        if not self.in_chunk:
             raise RuntimeError('GatedAdaptation.step called before begin_chunk')
         if self.replays_target and len(losses) != 2:
             raise ValueError(f"on_reject 'target_step' needs [target part, source part] losses, got {len(losses)}")

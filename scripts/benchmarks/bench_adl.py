@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """ADL costs, all ratios from one run (CPU by default; --device cuda on a GPU).
 
-1. a stage-2 ADL iteration (ADLModel._adapt_step: snapshot, source+target step, V' scoring, gate, revert)
-   vs a plain fine-tuning iteration (ADLModel._train_step) on the same batch and net - target <= 1.3x;
+1. a stage-2 ADL iteration (ADLModel._adapt_step over GatedAdaptation: snapshot, source+target step, V'
+   scoring, gate, revert) vs a plain fine-tuning iteration (guarded_step) on the same batch and net - target <= 1.3x;
    for each gate criterion / chunk length given;
 2. the revert (TrainingSnapshot.restore) and the per-iteration capture as a share of a plain step - target
    <= 3 %;
@@ -35,6 +35,7 @@ from basicsr.utils import make_exp_dirs  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
 
 from basicsr_adl.adl.experiments import embedded_options, ensure_embedded_data  # noqa: E402
+from basicsr_adl.adl.gated_adaptation import guarded_step  # noqa: E402
 from basicsr_adl.archs.modulated_unet_arch import ModulatedUNet  # noqa: E402
 
 
@@ -52,6 +53,11 @@ def build_adl_model(opt, workdir):
     parsed['root_path'] = workdir
     make_exp_dirs(parsed)
     return build_model(parsed)
+
+
+def plain_step(model, batch):
+    """One ungated optimizer step on ``batch`` (what the baselines and stages 1/3 take)."""
+    return guarded_step(model.optimizer_g, [model._loss(batch)], model._all_finite)
 
 
 def timed(fn, sync):
@@ -100,27 +106,27 @@ def main(argv=None) -> int:
 
     # warm-up
     for spec, model in models.items():
-        while model.chunk['pos'] != 0:
+        while model.adaptation.in_chunk:
             model._adapt_step(mid)
-        for it in range(mid - 2 * model.gate_every, mid):
+        for it in range(mid - 2 * model.adaptation.every, mid):
             model._adapt_step(it)
-        model._train_step(batch)
+        plain_step(model, batch)
 
     plain, capture, restore = [], [], []
     adapt = {spec: [] for spec in models}
     for r in range(args.repeats):
-        plain.append(timed(lambda: ref._train_step(batch), sync))
+        plain.append(timed(lambda: plain_step(ref, batch), sync))
         for spec, model in models.items():
-            k = model.gate_every  # one sample = one whole gated chunk, per iteration
+            k = model.adaptation.every  # one sample = one whole gated chunk, per iteration
             start = mid + 2 + r * k
             adapt[spec].append(timed(lambda: [model._adapt_step(start + j) for j in range(k)], sync) / k)
-        capture.append(timed(ref.snapshot.capture, sync))
-        ref._train_step(batch)  # something to revert
-        restore.append(timed(ref.snapshot.restore, sync))
+        capture.append(timed(ref.adaptation.snapshot.capture, sync))
+        plain_step(ref, batch)  # something to revert
+        restore.append(timed(ref.adaptation.snapshot.restore, sync))
     t_plain = min(plain)
     print(f'\nplain fine-tuning step (batch {tuple(batch["lq"].shape)}): {t_plain * 1e3:.1f} ms '
           f'(median {statistics.median(plain) * 1e3:.1f})')
-    print(f'V\' at mid stage 2: {ref.sampler.size_at(0.5)} of {len(ref.val_cache)} target pairs, '
+    print(f'V\' at mid stage 2: {ref.adaptation.sampler.size_at(0.5)} of {len(ref.targets)} target pairs, '
           f'centre crop {args.val_crop}')
     for spec, times in adapt.items():
         ratio = min(times) / t_plain
