@@ -53,16 +53,19 @@ def check_domain_metadata(net: Any, passed: Sequence[str], samples: Dict[str, Di
                               f"{int(item['sensor'])} but the net knows {num_sensors} sensors")
 
 
-def training_iso_range(isos: Sequence[float], held: Optional[Tuple[float, float]] = None
-                       ) -> Optional[Tuple[float, float]]:
-    """(low, high) ISO of the pairs a run trains on (non-finite and non-positive values ignored), widened by the
-    range a loaded net already holds (``held``), so that a clamp never narrows what a pretrained net knows."""
+def clamp_iso_input(net: Any, isos: Sequence[float]) -> Optional[Tuple[float, float]]:
+    """Tell a net with ``set_iso_range`` (ModulatedUNet) the ISO range of the pairs a run trains on
+    (non-finite and non-positive values ignored), widened by the range a loaded net already holds, so that it
+    never extrapolates its ISO modulation and a clamp never narrows what a pretrained net knows. Returns the
+    range set, or None."""
     isos = [float(v) for v in isos if math.isfinite(float(v)) and float(v) > 0]
     if not isos:
         return None
     low, high = min(isos), max(isos)
-    if held is not None:
-        low, high = min(low, held[0]), max(high, held[1])
+    held = getattr(net, 'iso_range', None)  # log2(ISO / iso_ref) of a loaded net, NaN when never set
+    if held is not None and bool(torch.isfinite(held).all()):
+        low, high = min(low, 2 ** float(held[0]) * net.iso_ref), max(high, 2 ** float(held[1]) * net.iso_ref)
+    net.set_iso_range(low, high)
     return low, high
 
 

@@ -4,10 +4,14 @@ An "epoch" here is one of ``num_epochs`` equal slices of stage 2's iterations, s
 shape whatever the dataset lengths.
 """
 import csv
+import hashlib
+import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import torch
+
+HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'  # in the experiment folder
 
 
 class AcceptLog:
@@ -38,6 +42,16 @@ class AcceptLog:
         rates = self.accepted.double() / self.total.double().clamp(min=1)
         rates[self.total == 0] = float('nan')
         return rates
+
+    def write(self, folder: str, title: str) -> Tuple[str, str]:
+        """The heatmap and the CSV into ``folder``; returns their paths."""
+        png, csv_path = os.path.join(folder, HEATMAP_PNG), os.path.join(folder, HEATMAP_CSV)
+        self.write_csv(csv_path)
+        self.write_png(png, title=title)
+        return png, csv_path
+
+    def summary(self) -> str:
+        return ', '.join(f'{d}: {a} accepted / {r} rejected' for d, (a, r) in self.counts().items())
 
     def write_csv(self, path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -82,3 +96,12 @@ class AcceptLog:
             raise ValueError(f"saved source domains {state['domains']} differ from the configured {self.domains}")
         self.accepted.copy_(state['accepted'])
         self.total.copy_(state['total'])
+
+
+def write_rank_decisions(path: str, rank: int, decisions: List[Tuple], params: Iterable[torch.Tensor]) -> str:
+    """One rank's gate decisions and a SHA-256 of its weights (float64 bytes), so DDP ranks can be compared."""
+    weights = torch.cat([p.detach().reshape(-1).double().cpu() for p in params])
+    with open(path, 'w') as f:
+        json.dump({'rank': rank, 'decisions': decisions,
+                   'weights_sha256': hashlib.sha256(weights.numpy().tobytes()).hexdigest()}, f)
+    return path

@@ -30,9 +30,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from basicsr_adl.adl.gate import Gate
+from basicsr_adl.adl.config import ADLConfig
+from basicsr_adl.adl.gate import Gate, build_gate
 from basicsr_adl.adl.snapshot import TrainingSnapshot
 from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
+from basicsr_adl.options_schema import OptionError
 
 LossFn = Callable[[], torch.Tensor]
 Scorer = Callable[[List[int]], float]  # mean score (PSNR) of the live weights on these target pairs
@@ -144,6 +146,28 @@ class GatedAdaptation:
         self._rival: Optional[TrainingSnapshot] = None  # the joint path, parked while its target-only rival is scored
         self.chunk = ChunkRecord()
         self.fixed_val: Optional[Tuple[List[int], List[int]]] = None  # validation.dynamic: false
+
+    @classmethod
+    def from_config(cls, config: ADLConfig, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    domains: Sequence[str], seed: int, target_isos: Optional[Sequence[float]] = None,
+                    excluded: Sequence[int] = ()) -> 'GatedAdaptation':
+        """From the typed ``adl:`` options. ``target_isos`` (one per target pair; None: no chunk will run, as in
+        the baselines) sizes the V' sampler; ``excluded`` pairs are never drawn. Errors name the option."""
+        gate_cfg, val_cfg = config.gate, config.validation
+        try:
+            gate = build_gate(gate_cfg.criterion, gate_cfg.queue_size, float(gate_cfg.tolerance))
+        except ValueError as err:
+            raise OptionError(f"option 'adl.gate': {err}") from err
+        sampler = None
+        if target_isos is not None:
+            try:
+                sampler = DynamicValidationSampler(len(target_isos), target_isos, float(val_cfg.start_fraction),
+                                                   float(val_cfg.end_fraction), val_cfg.iso_diverse_below,
+                                                   excluded=excluded)
+            except ValueError as err:
+                raise OptionError(f"option 'adl.validation': {err}") from err
+        return cls(module, optimizer, gate, sampler, domains, torch.Generator().manual_seed(int(seed)),
+                   gate_cfg.every, gate_cfg.on_reject, gate_cfg.revert_optimizer, val_cfg.dynamic)
 
     @property
     def replays_target(self) -> bool:

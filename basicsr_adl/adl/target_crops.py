@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import torch
 
 from basicsr_adl.metadata import METADATA_ARGS
+from basicsr_adl.options_schema import OptionError
 
 
 def centre_crop(t: torch.Tensor, size: Optional[int]) -> torch.Tensor:
@@ -43,6 +44,15 @@ class TargetCrops:
                                'sensor': item['sensor'], 'iso': item['iso']})
         #: the pairs that may be scored and trained on
         self.usable: List[int] = [i for i in range(len(self.crops)) if i not in self.left_out]
+
+    def require(self, need: int, option: str, who: str) -> None:
+        """Enough finite pairs for ``who`` (2 when ADL gates: V' and T_train, else 1); a set that is simply too
+        small is left to the caller's own error."""
+        usable = len(self.usable)
+        if self.left_out and usable < need:
+            raise OptionError(f"option '{option}': {len(self.left_out)} of the target's {len(self)} pairs hold "
+                              f'NaN/Inf values (named in the warnings), {usable} usable pair(s) left; {who} needs '
+                              f'at least {need}')
 
     def __len__(self) -> int:
         return len(self.crops)

@@ -1,21 +1,14 @@
-"""ADLModel: Adaptive Domain Learning (Qian et al., NeurIPS 2024) as a BasicSR model.
+"""ADLModel: Adaptive Domain Learning (Qian et al., NeurIPS 2024) as a BasicSR model - a thin adapter.
 
-A thin adapter: stage 2's gated adaptation is :class:`~basicsr_adl.adl.gated_adaptation.GatedAdaptation`, the
-options are :class:`~basicsr_adl.adl.config.ADLConfig` (defaults and checks: the options schema), the target
-crops V' is scored on are :class:`~basicsr_adl.adl.target_crops.TargetCrops`, and test-time metadata, float
-metrics and camera RAW outputs come from :class:`~basicsr_adl.models.sensor_aware_model.SensorAwareSRModel`.
-This class draws the batches, builds the loss closures, scores on the crops, and keeps EMA, logs, the
-heatmap and the training state.
-
-Three stages (``adl.pretrain_iters`` / ``adapt_iters`` / ``finetune_iters``): target pretraining, gated
-source-domain learning, target fine-tuning. The data come from
-:class:`~basicsr_adl.data.multi_domain_dataset.MultiDomainDataset` (BasicSR's loader only paces the loop):
-shared choices (domain, V', decision) from a generator seeded identically on every rank, per-rank samples from
-the global RNG (saved per rank by the compat resume layer). ``adl.mode`` selects the baselines: ``adl``;
-``finetune`` (source batches, ungated, for stages 1+2, then target); ``target_only``.
+Stage 2's state machine is :class:`~basicsr_adl.adl.gated_adaptation.GatedAdaptation`, the options
+:class:`~basicsr_adl.adl.config.ADLConfig`, the V' crops :class:`~basicsr_adl.adl.target_crops.TargetCrops`;
+test-time metadata, float metrics and camera RAW outputs come from
+:class:`~basicsr_adl.models.sensor_aware_model.SensorAwareSRModel`. This class draws the batches from
+:class:`~basicsr_adl.data.multi_domain_dataset.MultiDomainDataset` (BasicSR's loader only paces the loop; shared
+choices from the core's generator, per-rank samples from the global RNG), builds the loss closures, scores on
+the crops, and keeps EMA, logs, heatmap and training state. ``adl.mode``: ``adl``; ``finetune`` (ungated source
+batches for stages 1+2, then target); ``target_only``.
 """
-import hashlib
-import json
 from collections import OrderedDict
 from os import path as osp
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -26,22 +19,18 @@ import torch.distributed as dist
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from basicsr_adl.adl.accept_log import AcceptLog
+from basicsr_adl.adl.accept_log import AcceptLog, write_rank_decisions
 from basicsr_adl.adl.config import ADLConfig
-from basicsr_adl.adl.gate import build_gate
 from basicsr_adl.adl.gated_adaptation import GatedAdaptation, GateStateMismatch, StepResult, guarded_step
 from basicsr_adl.adl.resume_options import ResumeMismatch, compare_left_out, compare_options
 from basicsr_adl.adl.schedule import SOURCE_ADAPT, TARGET_FINETUNE, StageSchedule
 from basicsr_adl.adl.target_crops import TargetCrops
-from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
 from basicsr_adl.compat.dist import all_ranks_true, collective_device, rank0_decides
 from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, collate_items
-from basicsr_adl.metadata import check_domain_metadata, net_metadata, training_iso_range
+from basicsr_adl.metadata import METADATA_ARGS, check_domain_metadata, clamp_iso_input, net_metadata
 from basicsr_adl.metrics import psnr_per_image
 from basicsr_adl.models.sensor_aware_model import SensorAwareSRModel
-
-HEATMAP_PNG, HEATMAP_CSV = 'adl_accept_heatmap.png', 'adl_accept_rates.csv'
 
 
 @MODEL_REGISTRY.register()
@@ -83,8 +72,8 @@ class ADLModel(SensorAwareSRModel):
                                    lambda item, part: self.domains.source_of(target, item, part),
                                    lambda msg: self.logger.warning(f"ADL ('{target}'): {msg}"))
         gated = self.mode == 'adl' and self.schedule.adapt_iters > 0  # the baselines never gate
-        self._check_usable_targets(n_target, need=2 if gated else 1)
-        self.metadata_fallbacks[0] = {k: self.targets.crops[0][k] for k in ('sensor', 'iso')}
+        self.targets.require(2 if gated else 1, f"datasets.train.domains.{target}", f"adl.mode '{self.mode}'")
+        self.metadata_fallbacks[0] = {k: self.targets.crops[0][k] for k in METADATA_ARGS}
         check_domain_metadata(bare, self.net_meta, {target: self.domains.target_eval_item(0),
                                                     **{s: self.domains.train_item(s, 0) for s in sources}})
         self._set_iso_range(bare)
@@ -98,55 +87,28 @@ class ADLModel(SensorAwareSRModel):
                          f'metadata to net: {list(self.net_meta) or "none"}')
 
     def _build_adaptation(self, bare: torch.nn.Module, gated: bool, n_target: int) -> GatedAdaptation:
-        gate_cfg, val_cfg = self.config.gate, self.config.validation
-        try:
-            gate = build_gate(gate_cfg.criterion, gate_cfg.queue_size, float(gate_cfg.tolerance))
-        except ValueError as err:
-            raise OptionError(f"option 'adl.gate': {err}") from err
-        if gated and gate_cfg.on_reject == 'target_step' and any(
+        if gated and self.config.gate.on_reject == 'target_step' and any(
                 isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net_g.modules()):
             self.logger.warning('ADL: the net has BatchNorm layers; with adl.gate.on_reject: target_step (and the '
                                 'paired_target gate) each stage-2 step runs the target and source patches as two '
                                 'passes, so batch statistics are per part, not per joint batch')
-        sampler = None
-        if gated:
-            if n_target < 2:
-                raise OptionError(f"option 'datasets.train.target_pairs': the target '{self.domains.target}' has "
-                                  f'{n_target} pair(s); ADL needs at least 2 (one for V\', one to train on)')
-            try:
-                sampler = DynamicValidationSampler(n_target, self.targets.isos(), float(val_cfg.start_fraction),
-                                                   float(val_cfg.end_fraction), val_cfg.iso_diverse_below,
-                                                   excluded=self.targets.left_out)
-            except ValueError as err:
-                raise OptionError(f"option 'adl.validation': {err}") from err
+        if gated and n_target < 2:
+            raise OptionError(f"option 'datasets.train.target_pairs': the target '{self.domains.target}' has "
+                              f'{n_target} pair(s); ADL needs at least 2 (one for V\', one to train on)')
         seed = int(self.opt.get('manual_seed') or 0) + self.config.seed_offset
-        return GatedAdaptation(bare, self.optimizer_g, gate, sampler, self.domains.sources,
-                               torch.Generator().manual_seed(seed), gate_cfg.every, gate_cfg.on_reject,
-                               gate_cfg.revert_optimizer, val_cfg.dynamic)
-
-    def _check_usable_targets(self, n_target: int, need: int) -> None:
-        """Enough finite target pairs for the mode: 2 when ADL gates (V' and T_train), else 1."""
-        usable = len(self.targets.usable)
-        if self.targets.left_out and usable < need:  # a set that is simply too small is named by target_pairs
-            raise OptionError(f"option 'datasets.train.domains.{self.domains.target}': {len(self.targets.left_out)} "
-                              f"of the target's {n_target} pairs hold NaN/Inf values (named in the warnings), "
-                              f"{usable} usable pair(s) left; adl.mode '{self.mode}' needs at least {need}")
+        return GatedAdaptation.from_config(self.config, bare, self.optimizer_g, self.domains.sources, seed,
+                                           self.targets.isos() if gated else None, self.targets.left_out)
 
     def _set_iso_range(self, bare: torch.nn.Module) -> None:
-        """Tell a net with ``set_iso_range`` the ISO range of the pairs this mode trains on (widened by a range a
-        loaded net already holds), so it never extrapolates its ISO modulation (see modulated_unet_arch)."""
-        if not (self.config.clamp_iso and 'iso' in self.net_meta and hasattr(bare, 'set_iso_range')):
-            return
-        isos = self.targets.isos(self.targets.usable)
-        if self.mode != 'target_only':
-            isos += [iso for name in self.domains.sources for iso in self.domains.domain_isos(name)]
-        held = getattr(bare, 'iso_range', None)
-        held = (2 ** float(held[0]) * bare.iso_ref, 2 ** float(held[1]) * bare.iso_ref) \
-            if held is not None and bool(torch.isfinite(held).all()) else None  # a pretrained net's range
-        span = training_iso_range(isos, held)
-        if span is not None:
-            bare.set_iso_range(*span)
-            self.logger.info(f'ADL: the net\'s ISO input is clamped to the training ISO range {span[0]:g}-{span[1]:g}')
+        """Clamp the net's ISO input to the ISO range of the pairs this mode trains on (see modulated_unet_arch)."""
+        if self.config.clamp_iso and 'iso' in self.net_meta and hasattr(bare, 'set_iso_range'):
+            isos = self.targets.isos(self.targets.usable)
+            if self.mode != 'target_only':
+                isos += [iso for name in self.domains.sources for iso in self.domains.domain_isos(name)]
+            span = clamp_iso_input(bare, isos)
+            if span is not None:
+                self.logger.info(f"ADL: the net's ISO input is clamped to the training ISO range "
+                                 f'{span[0]:g}-{span[1]:g}')
 
     # ------------------------------------------------------------------------------------------------ data
     def feed_data(self, data: Dict[str, Any]) -> None:
@@ -265,24 +227,16 @@ class ADLModel(SensorAwareSRModel):
     def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:
         if not self.is_train or self.mode != 'adl' or self.opt.get('rank', 0) != 0:
             return None
-        root = self.opt['path']['experiments_root']
-        png, csv = osp.join(root, HEATMAP_PNG), osp.join(root, HEATMAP_CSV)
-        self.accept_log.write_csv(csv)
-        self.accept_log.write_png(png, title=f'ADL accept rate ({self.adaptation.gate.name} gate), '
-                                             f'target {self.domains.target}')
-        counts = ', '.join(f'{d}: {a} accepted / {r} rejected' for d, (a, r) in self.accept_log.counts().items())
-        self.logger.info(f'ADL source steps: {counts}. Heatmap: {png}, CSV: {csv}')
+        png, csv = self.accept_log.write(self.opt['path']['experiments_root'], f'ADL accept rate '
+                                         f'({self.adaptation.gate.name} gate), target {self.domains.target}')
+        self.logger.info(f'ADL source steps: {self.accept_log.summary()}. Heatmap: {png}, CSV: {csv}')
         return png, csv
 
     def dump_rank_decisions(self) -> str:
         """Write this rank's decisions and a weight checksum (option adl.write_rank_decisions; DDP checks)."""
         rank = self.opt.get('rank', 0)
-        path = osp.join(self.opt['path']['experiments_root'], f'adl_decisions_rank{rank}.json')
-        weights = torch.cat([p.detach().reshape(-1).double() for p in self.get_bare_model(self.net_g).parameters()])
-        with open(path, 'w') as f:
-            json.dump({'rank': rank, 'decisions': self.decisions,
-                       'weights_sha256': hashlib.sha256(weights.cpu().numpy().tobytes()).hexdigest()}, f)
-        return path
+        return write_rank_decisions(osp.join(self.opt['path']['experiments_root'], f'adl_decisions_rank{rank}.json'),
+                                    rank, self.decisions, self.get_bare_model(self.net_g).parameters())
 
     def save(self, epoch: int, current_iter: int) -> None:
         super().save(epoch, current_iter)

@@ -24,14 +24,13 @@ from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_adl.compat.options_check import OptionError
-from basicsr_adl.metadata import METADATA_ARGS, forward_args
+from basicsr_adl.metadata import forward_args
 from basicsr_adl.metrics import FLOAT_METRICS, float_scores
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean
 from basicsr_adl.options_schema import LAN_DEFAULT_LR, LAN_SECTION, check_lan_model, lan_options
 
 LAN_KEYS = tuple(LAN_SECTION.fields)  # the options, defaults and checks: basicsr_adl.options_schema.LAN_SECTION
 DEFAULT_LR = LAN_DEFAULT_LR
-METADATA_KEYS = METADATA_ARGS
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False},
                    'ssim': {'type': 'calculate_ssim', 'crop_border': 0, 'test_y_channel': False}}
 
