@@ -589,8 +589,8 @@ class _Datasets(MapOf):
 
 # ------------------------------------------------------------------------------------------ plugin sections
 ADL_MODES = ('adl', 'finetune', 'target_only')
-GATE_CRITERIA = ('paper', 'paired', 'paired_target', 'paired_queue', 'always')  # basicsr_adl.adl.gate (tested equal)
-TARGET_STEP_CRITERIA = ('paired_target',)  # gates that compare against the target-only step
+GATE_CRITERIA = ('paper', 'paired', 'paired_target', 'paired_target_linear', 'paired_queue', 'always')  # basicsr_adl.adl.gate (tested equal)
+TARGET_STEP_CRITERIA = ('paired_target', 'paired_target_linear')  # gates that compare against the target-only step
 ON_REJECT = ('revert', 'target_step')
 STAGE_KEYS = ('pretrain_iters', 'adapt_iters', 'finetune_iters')
 LAN_MODES = ('offset', 'full', 'first_layer', 'last_layer')  # basicsr_adl.lan.MODES (tested equal)
@@ -665,6 +665,10 @@ ADL_SECTION = Section({
         'tolerance': _n(default=0.0, min=0, doc='dB a paired gate forgives (paired, paired_target, paired_queue)'),
         'queue_size': _i(default=10, min=1, doc='PSNR queue length (paper, paired_queue)'),
         'every': _i(default=1, min=1, doc='source steps per gate decision (a chunk)'),
+        'refresh_every': _i(default=10, min=1, doc="paired_target_linear: chunks between refreshes of the V' "
+                                                    'score gradient (one forward and backward pass over V\')'),
+        'check_every': _i(default=25, min=0, doc='paired_target_linear: every n-th decision is also scored '
+                                                 'exactly and the agreement logged (`adl_linear_agreement`); 0: never'),
         'revert_optimizer': _b(default=True, doc='a rejected chunk also restores the optimizer state (false: '
                                                  'weights only; paired_target needs true)'),
         'on_reject': _s(default=lambda g, ctx: 'target_step' if g.get('criterion') in TARGET_STEP_CRITERIA

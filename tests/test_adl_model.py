@@ -292,3 +292,30 @@ def test_the_net_is_told_the_iso_range_of_the_pairs_its_mode_trains_on(tmp_path,
         assert held.tolist() == [float('-inf'), float('inf')]  # unset: nothing is clamped
     else:
         assert torch.allclose(held, torch.log2(torch.tensor(expected, dtype=torch.float32) / 100))
+
+
+def test_linear_gate_runs_in_the_model_and_its_score_gradient_matches_the_score(tmp_path, data, monkeypatch):
+    """paired_target_linear end to end in ADLModel: the score gradient's value is score(), a small weight change
+    moves score() as the gradient predicts, and checked decisions log their agreement with the exact gate."""
+    opt = make_options(str(tmp_path), data, name='linear', stages=(1, 4, 1), total_iter=6,
+                       adl={'gate': {'criterion': 'paired_target_linear', 'refresh_every': 2, 'check_every': 1},
+                            'target_batch': 2})
+    model = build(tmp_path, opt, monkeypatch)
+    model.optimize_parameters(1)
+    val = model.targets.usable
+    value, grads = model.score_gradient(val)
+    assert abs(value - model.score(val)) < 1e-6  # the same crops and net, with and without autograd
+    net = model.get_bare_model(model.net_g)
+    step = [1e-4 * torch.randn_like(p) for p in net.parameters()]
+    predicted = sum(float((g.double() * s.double()).sum()) for g, s in zip(grads, step))
+    with torch.no_grad():
+        for p, s in zip(net.parameters(), step):
+            p.add_(s)
+    assert abs((model.score(val) - value) - predicted) < 0.1 * abs(predicted) + 1e-6
+    with torch.no_grad():
+        for p, s in zip(net.parameters(), step):
+            p.sub_(s)
+    for it in range(2, 6):  # stage 2
+        model.optimize_parameters(it)
+    assert model.adaptation.agreement[0] == 4 and 0.0 <= model.log_dict['adl_linear_agreement'] <= 1.0
+    assert sum(a + r for a, r in model.accept_log.counts().values()) == 4

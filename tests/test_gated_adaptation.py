@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from basicsr_adl.adl.config import ADLConfig, GateConfig, ValidationConfig, field_names
-from basicsr_adl.adl.gate import GATE_CRITERIA, build_gate
-from basicsr_adl.adl.gated_adaptation import (ChunkRecord, GatedAdaptation, GateStateMismatch, guarded_step,
-                                              single_process)
+from basicsr_adl.adl.gate import GATE_CRITERIA, LinearPairedTargetGate, build_gate
+from basicsr_adl.adl.gated_adaptation import (ChunkRecord, GatedAdaptation, GateStateMismatch, LinearScore,
+                                              guarded_step, single_process)
 from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
 from basicsr_adl.options_schema import ADL_SECTION, OptionError, Section
 
@@ -56,11 +56,16 @@ class FakeScorer:
         self.calls.append(list(indices))
         return float(sum(p.detach().sum() for p in self.net.parameters()))
 
+    def gradient(self, indices):
+        """The score is linear in the weights: its gradient is all ones, so a first-order model is exact."""
+        self.calls.append(('grad', list(indices)))
+        return self(indices), [torch.ones_like(p) for p in self.net.parameters()]
+
 
 def setup(criterion='paired', every=1, on_reject=None, revert_optimizer=True, dynamic=True, seed=0):
     net = make_net(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
-    on_reject = on_reject or ('target_step' if criterion == 'paired_target' else 'revert')
+    on_reject = on_reject or ('target_step' if GATE_CRITERIA[criterion].against_target_step else 'revert')
     sampler = DynamicValidationSampler(6, [100, 100, 400, 400, 1600, 1600], 0.2, 0.5, diverse_below=0)
     core = GatedAdaptation(net, opt, build_gate(criterion, 3, 0.0), sampler, ['srcA', 'srcB'],
                            torch.Generator().manual_seed(7), every, on_reject, revert_optimizer, dynamic)
@@ -70,7 +75,7 @@ def setup(criterion='paired', every=1, on_reject=None, revert_optimizer=True, dy
 def run_chunk(core, net, data, accept, scorer=None, target_from=4):
     """Begin a chunk, take len(data) steps, finish with the gate forced to ``accept``."""
     scorer = scorer or FakeScorer(net)
-    core.begin_chunk(0.5, scorer)
+    core.begin_chunk(0.5, scorer, scorer.gradient)
     for x, y in data:
         if core.replays_target:
             losses, scale = part_losses(net, x, y, target_from)
@@ -131,11 +136,15 @@ def test_each_criterion_keeps_the_chunk_or_reverts_it_exactly(criterion, accept)
     data = batches(1)
     decision, scorer = run_chunk(core, net, data, accept)
     assert decision.accepted is accept and decision.domain in ('srcA', 'srcB')
-    if criterion == 'paired_target':  # keeps the joint step or the target-only step, never the chunk start
+    if GATE_CRITERIA[criterion].against_target_step:  # keeps the joint or the target-only step, never the start
         ref_net, ref_opt = replay_joint(start_net, start_opt, data, split=True) if accept else \
             replay_target_only(start_net, start_opt, data)
         assert decision.moved and decision.baseline is not None and decision.baseline != decision.candidate
-        assert len(scorer.calls) == 2 and scorer.calls[0] == scorer.calls[1]  # both scored on the same V'
+        exact = [c for c in scorer.calls if c[0] != 'grad']
+        if GATE_CRITERIA[criterion].linearised:  # one gradient on V' (its score inside), no exact scoring after
+            assert scorer.calls == [('grad', exact[0])] + exact and len(exact) == 1
+        else:
+            assert len(exact) == 2 and exact[0] == exact[1]  # both scored on the same V'
     elif accept:
         ref_net, ref_opt = replay_joint(start_net, start_opt, data)
         assert decision.moved
@@ -144,12 +153,13 @@ def test_each_criterion_keeps_the_chunk_or_reverts_it_exactly(criterion, accept)
         assert not decision.moved
     live = state_of(net, opt)
     expected = state_of(ref_net, ref_opt)
-    if criterion == 'paired_target' and not accept:  # replayed gradients: equal up to rounding of the grad path
+    if GATE_CRITERIA[criterion].against_target_step and not accept:  # replayed gradients: equal up to rounding
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(live[0], expected[0]))
     else:
         assert same(live, expected)
     needs_previous = GATE_CRITERIA[criterion].needs_previous
-    assert (decision.baseline is not None) == (needs_previous or criterion in ('paper', 'paired_target'))
+    assert (decision.baseline is not None) == (needs_previous or criterion == 'paper'
+                                               or GATE_CRITERIA[criterion].against_target_step)
     assert not core.in_chunk
 
 
@@ -292,3 +302,54 @@ def test_adl_config_fields_are_the_schema_keys_and_carry_its_defaults():
     assert cfg.gate.on_reject == 'revert' and cfg.stage_lengths(10) == (1, 8, 1) and cfg.explicit_stages
     with pytest.raises(OptionError, match="adl.gate.every"):
         ADLConfig.from_options(dict(opt, adl={'gate': {'every': 0}}))
+
+
+def test_linear_gate_refreshes_every_k_chunks_checks_exactly_and_resumes():
+    """paired_target_linear: one V' gradient per ``refresh_every`` chunks; every ``check_every``-th decision is
+    also scored exactly (a linear scorer: the prediction is exact, so all agree); the score model, its age and
+    the agreement counts survive a state round trip (the resumed run ends with the same weights)."""
+    data = batches(6, seed=3)
+
+    def run(interrupt_after=None):
+        net, opt, core = setup('paired_target_linear')
+        core.gate = LinearPairedTargetGate(0.0, refresh_every=3, check_every=2)
+        warm(net, opt)
+        scorer = FakeScorer(net)
+        decisions = []
+        for i, (x, y) in enumerate(data):
+            if i == interrupt_after:
+                saved = copy.deepcopy({'core': core.state_dict(), 'net': net.state_dict(), 'opt': opt.state_dict()})
+                net, opt, core = setup('paired_target_linear', seed=4)
+                core.gate = LinearPairedTargetGate(0.0, refresh_every=3, check_every=2)
+                net.load_state_dict(saved['net'])
+                opt.load_state_dict(saved['opt'])
+                core.load_state_dict(saved['core'])
+                scorer = FakeScorer(net)
+            core.begin_chunk(0.5, scorer, scorer.gradient)
+            losses, scale = part_losses(net, x, y, 4)
+            core.step(losses, target_grad_scale=scale)
+            decisions.append(core.finish(scorer))
+        return decisions, scorer, core, state_of(net, opt)
+
+    decisions, scorer, core, final = run()
+    assert sum(1 for c in scorer.calls if c[0] == 'grad') == 2  # chunks 1 and 4
+    assert [d.exact_agrees for d in decisions] == [None, True] * 3 and core.agreement == [3, 3]
+    resumed, _, core2, final2 = run(interrupt_after=4)
+    assert resumed == decisions and core2.agreement == [3, 3] and same(final, final2)
+
+
+def test_linear_score_predicts_a_smooth_score_to_first_order():
+    """On a real (non-linear) PSNR, the first-order prediction of a small step's score is close to the truth."""
+    net = make_net()
+    x, y = batches(1, seed=5)[0]
+
+    def psnr():
+        return -10 * torch.log10(torch.nn.functional.mse_loss(net(x), y))
+
+    value = psnr()
+    model = LinearScore(float(value), torch.autograd.grad(value, list(net.parameters())), list(net.parameters()))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+        truth = float(psnr())
+    assert abs(model.predict(list(net.parameters())) - truth) < 0.02 * abs(truth - float(value)) + 1e-6

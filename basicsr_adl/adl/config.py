@@ -17,6 +17,8 @@ class GateConfig:
     tolerance: float
     queue_size: int
     every: int
+    refresh_every: int
+    check_every: int
     revert_optimizer: bool
     on_reject: str
 

@@ -17,6 +17,12 @@ V') and a gate decides whether to keep them or revert. Criteria (option ``adl.ga
 * ``paired_queue`` - a queue of paired gains (candidate - previous): accept when the gain is at least the
   mean of the last ``queue_size`` paired gains minus ``tolerance`` (seeded with 0). Adapts the bar to how
   much source steps currently help.
+* ``paired_target_linear`` - ``paired_target`` decided on a first-order model of the V' score instead of two
+  forward passes over V' per decision (our choice, issue #18): the gradient g of the mean V' PSNR is taken at
+  a chunk start every ``refresh_every`` chunks, and each candidate's score is predicted as
+  ``PSNR(theta_ref) + g . (theta - theta_ref)``. Both candidates are still built exactly (the joint step and the
+  target-only replay), so only the comparison is approximate; every ``check_every``-th decision is also scored
+  exactly and the agreement is logged.
 * ``always`` - accept everything (plain joint training with the same data schedule; an ablation).
 """
 from typing import Any, Dict, List, Optional
@@ -32,6 +38,8 @@ class Gate:
     against_target_step = False
     #: whether :meth:`start` needs the pretrained weights' score
     needs_seed = False
+    #: whether candidates are scored by a first-order model of the V' score (see LinearPairedTargetGate)
+    linearised = False
 
     def __init__(self) -> None:
         self.started = False
@@ -124,6 +132,21 @@ class PairedTargetGate(PairedGate):
         return float(candidate) > float(previous) - self.tolerance
 
 
+class LinearPairedTargetGate(PairedTargetGate):
+    """``paired_target`` on predicted scores: the caller scores both candidates with a first-order model of the
+    V' PSNR refreshed every ``refresh_every`` chunks, and exactly every ``check_every``-th decision (0: never)."""
+
+    name = 'paired_target_linear'
+    linearised = True
+
+    def __init__(self, tolerance: float = 0.0, refresh_every: int = 10, check_every: int = 0) -> None:
+        super().__init__(tolerance)
+        if refresh_every < 1 or check_every < 0:
+            raise ValueError(f'need refresh_every >= 1 and check_every >= 0, got {refresh_every}, {check_every}')
+        self.refresh_every = int(refresh_every)
+        self.check_every = int(check_every)
+
+
 class PairedGainQueueGate(Gate):
     """Accept when the paired gain reaches the mean of the last ``queue_size`` gains minus ``tolerance``."""
 
@@ -168,11 +191,12 @@ class AlwaysAcceptGate(Gate):
         return True
 
 
-GATE_CRITERIA = {cls.name: cls for cls in (PaperQueueGate, PairedGate, PairedTargetGate, PairedGainQueueGate,
-                                            AlwaysAcceptGate)}
+GATE_CRITERIA = {cls.name: cls for cls in (PaperQueueGate, PairedGate, PairedTargetGate, LinearPairedTargetGate,
+                                            PairedGainQueueGate, AlwaysAcceptGate)}
 
 
-def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0) -> Gate:
+def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0, refresh_every: int = 10,
+               check_every: int = 0) -> Gate:
     """Make a gate by criterion name; raises ``ValueError`` listing the choices for an unknown name."""
     if criterion not in GATE_CRITERIA:
         raise ValueError(f"unknown gate criterion '{criterion}'; choices: {', '.join(sorted(GATE_CRITERIA))}")
@@ -182,6 +206,8 @@ def build_gate(criterion: str, queue_size: int = 10, tolerance: float = 0.0) -> 
         return PairedGate(tolerance)
     if criterion == 'paired_target':
         return PairedTargetGate(tolerance)
+    if criterion == 'paired_target_linear':
+        return LinearPairedTargetGate(tolerance, refresh_every, check_every)
     if criterion == 'paired_queue':
         return PairedGainQueueGate(queue_size, tolerance)
     return AlwaysAcceptGate()

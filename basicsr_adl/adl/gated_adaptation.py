@@ -38,6 +38,8 @@ from basicsr_adl.options_schema import OptionError
 
 LossFn = Callable[[], torch.Tensor]
 Scorer = Callable[[List[int]], float]  # mean score (PSNR) of the live weights on these target pairs
+# (mean score, its gradient for each of the module's parameters) of the live weights on these target pairs
+ScoreGradient = Callable[[List[int]], Tuple[float, List[Optional[torch.Tensor]]]]
 Vote = Callable[[bool], bool]  # a flag made identical on every replica (all-reduce or broadcast)
 ON_REJECT = ('revert', 'target_step')
 
@@ -116,6 +118,33 @@ class Decision:
     candidate: float  # the chunk's weights on V'
     baseline: Optional[float]  # what they were compared with (None: the gate needs no comparison)
     moved: bool  # the live weights are a new step past the chunk start (an EMA should follow them)
+    exact_agrees: Optional[bool] = None  # linearised gate, checked decisions: the exact scores decide the same
+
+
+class LinearScore:
+    """A first-order model of the V' score around ``theta_ref``: ``value + g . (theta - theta_ref)``, summed in
+    float64 (the steps it compares differ by ~lr, far below float32's resolution of the weights' dot product)."""
+
+    def __init__(self, value: float, grads: Sequence[Optional[torch.Tensor]], params: Sequence[torch.Tensor]) -> None:
+        self.value = float(value)
+        self.grads = [None if g is None else g.detach().double() for g in grads]
+        self.reference = [p.detach().clone() for p in params]
+
+    def predict(self, params: Sequence[torch.Tensor]) -> float:
+        total = torch.zeros((), dtype=torch.float64, device=self.reference[0].device if self.reference else 'cpu')
+        for g, p, ref in zip(self.grads, params, self.reference):
+            if g is not None:
+                total += (g * (p.detach().double() - ref.double())).sum().to(total.device)
+        return self.value + float(total)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'value': self.value, 'grads': self.grads, 'reference': self.reference}
+
+    @classmethod
+    def from_state_dict(cls, state: Dict[str, Any]) -> 'LinearScore':
+        model = cls(state['value'], [], [])
+        model.grads, model.reference = list(state['grads']), list(state['reference'])
+        return model
 
 
 class GateStateMismatch(ValueError):
@@ -146,6 +175,9 @@ class GatedAdaptation:
         self._rival: Optional[TrainingSnapshot] = None  # the joint path, parked while its target-only rival is scored
         self.chunk = ChunkRecord()
         self.fixed_val: Optional[Tuple[List[int], List[int]]] = None  # validation.dynamic: false
+        # linearised gate: the score model, chunks since it was refreshed, decisions taken, (checked, agreed)
+        self.linear: Optional[LinearScore] = None
+        self.chunks_since_refresh, self.linear_decisions, self.agreement = 0, 0, [0, 0]
 
     @classmethod
     def from_config(cls, config: ADLConfig, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -155,7 +187,8 @@ class GatedAdaptation:
         the baselines) sizes the V' sampler; ``excluded`` pairs are never drawn. Errors name the option."""
         gate_cfg, val_cfg = config.gate, config.validation
         try:
-            gate = build_gate(gate_cfg.criterion, gate_cfg.queue_size, float(gate_cfg.tolerance))
+            gate = build_gate(gate_cfg.criterion, gate_cfg.queue_size, float(gate_cfg.tolerance),
+                              gate_cfg.refresh_every, gate_cfg.check_every)
         except ValueError as err:
             raise OptionError(f"option 'adl.gate': {err}") from err
         sampler = None
@@ -182,9 +215,10 @@ class GatedAdaptation:
         return self.chunk.pos >= self.every
 
     # ------------------------------------------------------------------------------------------ a chunk
-    def begin_chunk(self, progress: float, score: Scorer) -> ChunkRecord:
+    def begin_chunk(self, progress: float, score: Scorer, gradient: Optional[ScoreGradient] = None) -> ChunkRecord:
         """The chunk in flight, or a new one: a source domain and V' from the shared generator, the score the
-        gate compares with (if it needs one before the step), and the revert point."""
+        gate compares with (if it needs one before the step), and the revert point. A linearised gate refreshes
+        its score model here (``gradient`` on this chunk's V') every ``refresh_every`` chunks."""
         if self.in_chunk:
             return self.chunk
         if self.sampler is None or not self.domains:
@@ -203,6 +237,14 @@ class GatedAdaptation:
                 self.gate.start(baseline)
         elif not self.gate.started:
             self.gate.start(float('nan'))
+        if self.gate.linearised:
+            if self.linear is None or self.chunks_since_refresh >= self.gate.refresh_every:
+                if gradient is None:
+                    raise ValueError(f'the {self.gate.name} gate needs a score gradient function')
+                value, grads = gradient(val)
+                self.linear = LinearScore(value, grads, list(self.module.parameters()))
+                self.chunks_since_refresh = 0
+            self.chunks_since_refresh += 1
         self.snapshot.capture()
         self.chunk = ChunkRecord(0, domain, list(val), list(train), baseline)
         return self.chunk
@@ -233,11 +275,24 @@ class GatedAdaptation:
         ``agree``), and leave the live weights as decided: the chunk's, the chunk start's, or the chunk start's
         followed by the target-only replay. Clears the chunk."""
         chunk = self.chunk
-        candidate = score(chunk.val)
+        predict, exact = score, None
+        if self.gate.linearised:
+            self.linear_decisions += 1
+            predict = lambda _val: self.linear.predict(list(self.module.parameters()))  # noqa: E731
+            if self.gate.check_every and self.linear_decisions % self.gate.check_every == 0:
+                exact = [score(chunk.val)]
+        candidate = predict(chunk.val)
         replayable = bool(chunk.target_steps)
         if self.gate.against_target_step and replayable:
-            chunk.baseline = self._score_target_only(chunk.val, score)  # the target-only path is now live
+            chunk.baseline = self._score_target_only(chunk.val, predict)  # the target-only path is now live
+            if exact is not None:
+                exact.append(score(chunk.val))
         accepted = agree(self.gate.decide(candidate, chunk.baseline if chunk.baseline is not None else candidate))
+        agrees = None
+        if exact is not None and len(exact) == 2:  # the same gate rule on the exact scores (a stateless gate)
+            agrees = self.gate.decide(exact[0], exact[1]) == accepted
+            self.agreement[0] += 1
+            self.agreement[1] += int(agrees)
         moved = accepted
         if self.gate.against_target_step:
             if accepted and replayable:
@@ -248,7 +303,7 @@ class GatedAdaptation:
             if self.replays_target and replayable:
                 self._replay_target_steps()
                 moved = True
-        decision = Decision(chunk.domain, accepted, candidate, chunk.baseline, moved)
+        decision = Decision(chunk.domain, accepted, candidate, chunk.baseline, moved, agrees)
         self.chunk = ChunkRecord()
         return decision
 
@@ -287,6 +342,8 @@ class GatedAdaptation:
             'gate.queue_size': getattr(self.gate, 'queue_size', None),
             'gate.tolerance': getattr(self.gate, 'tolerance', None),
             'gate.every': self.every,
+            'gate.refresh_every': getattr(self.gate, 'refresh_every', None),
+            'gate.check_every': getattr(self.gate, 'check_every', None),
             'gate.on_reject': self.on_reject,
             'gate.revert_optimizer': self.revert_optimizer,
             'validation.dynamic': self.dynamic_val,
@@ -301,6 +358,10 @@ class GatedAdaptation:
                  'chunk': self.chunk.state_dict(), 'fixed_val': self.fixed_val}
         if self.in_chunk:
             state['snapshot'] = self.snapshot.state_dict()
+        if self.gate.linearised:
+            state['linear'] = {'model': self.linear.state_dict() if self.linear else None,
+                               'since_refresh': self.chunks_since_refresh, 'decisions': self.linear_decisions,
+                               'agreement': list(self.agreement)}
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -315,4 +376,9 @@ class GatedAdaptation:
         self.fixed_val = (list(fixed[0]), list(fixed[1])) if fixed is not None else None
         if 'snapshot' in state:
             self.snapshot.load_state_dict(state['snapshot'])
+        linear = state.get('linear')
+        if self.gate.linearised and linear is not None:
+            self.linear = LinearScore.from_state_dict(linear['model']) if linear['model'] else None
+            self.chunks_since_refresh, self.linear_decisions = int(linear['since_refresh']), int(linear['decisions'])
+            self.agreement = [int(v) for v in linear['agreement']]
 

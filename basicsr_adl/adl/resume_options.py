@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Sequence
 #: options a state cannot carry: the saved values mean something else under a new value
 NOT_CARRIED = ('adl.mode', 'adl.gate.criterion', 'datasets.train.target_pairs')
 #: options that only steer the next steps: a change is applied from the resumed iteration on
-CARRIED = ('adl.gate.queue_size', 'adl.gate.tolerance', 'adl.gate.every', 'adl.gate.on_reject',
+CARRIED = ('adl.gate.queue_size', 'adl.gate.tolerance', 'adl.gate.every', 'adl.gate.refresh_every',
+           'adl.gate.check_every', 'adl.gate.on_reject',
            'adl.gate.revert_optimizer', 'adl.target_batch', 'adl.validation.dynamic',
            'adl.validation.start_fraction', 'adl.validation.end_fraction', 'adl.validation.iso_diverse_below')
 

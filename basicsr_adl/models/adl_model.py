@@ -151,7 +151,7 @@ class ADLModel(SensorAwareSRModel):
     def _adapt_step(self, current_iter: int) -> None:
         """One stage-2 step; the chunk's last step also scores it, lets the gate decide and logs the decision."""
         core = self.adaptation
-        chunk = core.begin_chunk(self.schedule.adapt_progress(current_iter), self.score)
+        chunk = core.begin_chunk(self.schedule.adapt_progress(current_iter), self.score, self.score_gradient)
         source = self._draws(range(self.domains.domain_size(chunk.domain)), self.batch_size)
         batch = self._draw_batch([(chunk.domain, source), (self.domains.target, self._draws(chunk.train,
                                                                                             self.target_batch))])
@@ -167,6 +167,8 @@ class ADLModel(SensorAwareSRModel):
                                        decision.baseline))
             self.log_dict['adl_val_psnr'] = decision.candidate
             self.log_dict['adl_accepted'] = float(decision.accepted)
+            if core.agreement[0]:  # paired_target_linear: share of checked decisions the exact scores agree with
+                self.log_dict['adl_linear_agreement'] = core.agreement[1] / core.agreement[0]
         for name, (acc, rej) in self.accept_log.counts().items():
             self.log_dict[f'adl_accept/{name}'] = float(acc)
             self.log_dict[f'adl_reject/{name}'] = float(rej)
@@ -222,6 +224,33 @@ class ADLModel(SensorAwareSRModel):
         if distributed:
             dist.all_reduce(total)
         return float(total[0] / total[1])
+
+    def score_gradient(self, indices: List[int]) -> Tuple[float, List[Optional[torch.Tensor]]]:
+        """:meth:`score` and its gradient for each parameter of the bare net (sharded, all-reduced)."""
+        net = self.get_bare_model(self.net_g)
+        params = list(net.parameters())
+        distributed = dist.is_available() and dist.is_initialized()
+        mine = indices[self.opt.get('rank', 0)::self.opt.get('world_size', 1)] if distributed else indices
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        grads = [torch.zeros_like(p) for p in params]
+        was_training = net.training
+        net.eval()
+        with torch.enable_grad():
+            for lq, gt, meta, count in self.targets.batches(mine, self.device):
+                psnr = psnr_per_image(self._forward(net, lq, meta), gt).sum()
+                for acc, g in zip(grads, torch.autograd.grad(psnr, params, allow_unused=True)):
+                    if g is not None:
+                        acc += g
+                total += torch.tensor([float(psnr), count], dtype=torch.float64, device=self.device)
+        net.train(was_training)
+        flat = torch.cat([total] + [g.reshape(-1).double() for g in grads]).to(collective_device(self.device))
+        if distributed:
+            dist.all_reduce(flat)
+        count, parts, start = float(flat[1]), [], 2
+        for p in params:
+            parts.append((flat[start:start + p.numel()] / count).reshape(p.shape).to(p.device))
+            start += p.numel()
+        return float(flat[0]) / count, parts
 
     # ------------------------------------------------------------------------------------------------ state
     def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:

@@ -35,7 +35,10 @@ from basicsr.utils import make_exp_dirs  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
 
 from basicsr_adl.adl.experiments import embedded_options, ensure_embedded_data  # noqa: E402
+from basicsr_adl.adl.config import ADLConfig  # noqa: E402
 from basicsr_adl.adl.gated_adaptation import guarded_step  # noqa: E402
+
+DEFAULT_GATE = ADLConfig.defaults().gate.criterion
 from basicsr_adl.archs.modulated_unet_arch import ModulatedUNet  # noqa: E402
 
 
@@ -73,8 +76,10 @@ def main(argv=None) -> int:
     p.add_argument('--data', default=osp.join('datasets', 'embedded', 'raw'))
     p.add_argument('--repeats', type=int, default=15)
     p.add_argument('--val-crop', type=int, default=64, help='V\' centre-crop size (packed pixels)')
-    p.add_argument('--gates', nargs='+', default=['paired_target:1', 'paired_target:4', 'paired:1', 'paired:4', 'paper:1'],
-                   help='criterion:every pairs to time')
+    p.add_argument('--gates', nargs='+', default=['paired_target:1', 'paired_target_linear:1',
+                                                  'paired_target_linear:1:20', 'paired_target:4', 'paired:1',
+                                                  'paired:4', 'paper:1'],
+                   help='criterion:every[:refresh_every] to time (refresh_every: paired_target_linear)')
     p.add_argument('--mod-size', type=int, default=256, help='packed input size for the modulation benchmark')
     p.add_argument('--mod-base-ch', type=int, default=32)
     args = p.parse_args(argv)
@@ -88,11 +93,13 @@ def main(argv=None) -> int:
 
     models = {}
     for spec in args.gates:
-        criterion, every = spec.split(':')
-        opt = embedded_options(f'bench_{criterion}_{every}', 'adl', manifest, args.data, total_iter=iters,
-                               stage_fractions=(0.0, 1.0, 0.0), val_crop=args.val_crop,
-                               gate={'criterion': criterion, 'every': int(every), 'tolerance': 0.0,
-                                     'queue_size': 10, 'revert_optimizer': True})
+        criterion, every, *refresh = spec.split(':')
+        gate = {'criterion': criterion, 'every': int(every), 'tolerance': 0.0, 'queue_size': 10,
+                'revert_optimizer': True}
+        if refresh:
+            gate['refresh_every'] = int(refresh[0])
+        opt = embedded_options(f'bench_{criterion}_{every}_{"_".join(refresh)}', 'adl', manifest, args.data,
+                               total_iter=iters, stage_fractions=(0.0, 1.0, 0.0), val_crop=args.val_crop, gate=gate)
         opt['logger']['print_freq'] = 10 ** 9
         model = build_adl_model(opt, work)
         first = model._draw_batch([(model.domains.sources[0], list(range(model.batch_size))),
@@ -131,8 +138,9 @@ def main(argv=None) -> int:
     for spec, times in adapt.items():
         ratio = min(times) / t_plain
         results[f'adl_{spec}'] = ratio
-        print(f'ADL stage-2 iteration, gate {spec:<10}: {min(times) * 1e3:7.1f} ms = {ratio:.2f}x plain '
-              f'(median ratio {statistics.median(times) / statistics.median(plain):.2f}x; target <= 1.3x)')
+        mark = ' (default)' if spec == f'{DEFAULT_GATE}:1' else ''
+        print(f'ADL stage-2 iteration, gate {spec:<25}: {min(times) * 1e3:7.1f} ms = {ratio:.2f}x plain '
+              f'(median ratio {statistics.median(times) / statistics.median(plain):.2f}x; target <= 1.3x){mark}')
     cap, rev = min(capture) / t_plain, min(restore) / t_plain
     print(f'snapshot capture (once per gated chunk): {min(capture) * 1e3:.2f} ms = {100 * cap:.2f} % of a plain step')
     print(f'revert (restore weights + optimizer state): {min(restore) * 1e3:.3f} ms = {100 * rev:.2f} % of a plain '
