@@ -25,8 +25,8 @@ sys.path.insert(0, ROOT)
 import basicsr_adl.plugin  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (SCARCITY_METHODS, accept_counts, best_baseline,  # noqa: E402
                                          collapsed, embedded_data_root, embedded_options, ensure_embedded_data,
-                                         labelled_strip, noisy_input_scores, run_parallel, test_dataset,
-                                         train_and_score)
+                                         iterations_for_budget, labelled_strip, noisy_input_scores,
+                                         run_parallel, test_dataset, train_and_score)
 
 METHODS = [(m, label) for m, (label, _, _) in SCARCITY_METHODS.items()]
 
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument('--methods', nargs='+', default=[m for m, _ in METHODS], choices=[m for m, _ in METHODS])
     p.add_argument('--jobs', type=int, default=2, help='runs trained at once (one thread each)')
     p.add_argument('--iters', type=int, default=400, help='iterations per method (same budget for all)')
+    p.add_argument('--budget-seconds', type=float, default=None,
+                   help='equal wall-clock instead: every method trains for about this many seconds (its iterations '
+                        'from a short in-process probe of its cost per iteration), stages in the same proportions')
     p.add_argument('--gate', default='paired_target',
                    help='ADL gate criterion: paired_target, paired, paper, paired_queue, always')
     p.add_argument('--gate-every', type=int, default=1, help='source steps per gate decision')
@@ -72,6 +75,14 @@ def write_strip(path: str, triples, labels, meta=None) -> str:
     return labelled_strip(path, [to_rgb(img) for img in triples], labels)
 
 
+def budget_note(args) -> str:
+    iterations = getattr(args, 'iterations', None)
+    if not iterations:
+        return f'{args.iters} iterations per method'
+    return (f'equal wall-clock, about {args.budget_seconds:g} s of training per run (iterations: '
+            + ', '.join(f'{SCARCITY_METHODS[m][0]} {n}' for m, n in iterations.items()) + ')')
+
+
 def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
     """The demo's table: one row per method (mean over seeds, then each seed's PSNR when there are several; ``!``
     marks a run that ended at the noisy input); the last line is ADL minus the best baseline that did not
@@ -83,7 +94,7 @@ def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
         head += '   PSNR per seed (' + ', '.join(str(s) for s in seeds) + ')'
     pairs = getattr(args, 'target_pairs', None)
     lines = [f'Target {target}: ' + (f'{pairs} training pairs, ' if pairs else '') + f'{n_test} held-out test pairs; '
-             f'{args.iters} iterations per method, gate {args.gate} (every {args.gate_every}, tolerance '
+             f'{budget_note(args)}, gate {args.gate} (every {args.gate_every}, tolerance '
              f'{args.tolerance} dB); scored: final weights' + (f'; mean over {len(seeds)} seeds' if several else ''),
              head, f'{"noisy input":<26}{noisy["psnr"]:>10.2f}{noisy["ssim"]:>9.4f}{"":>9}']
 
@@ -135,19 +146,24 @@ def main(argv=None) -> int:
     gate = {'criterion': args.gate, 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
             'revert_optimizer': True}
     seeds = [args.seed] if args.seed is not None else args.seeds
-    runs = []
-    for seed in seeds:
-        for mode in args.methods:
-            label, adl_mode, modulated = SCARCITY_METHODS[mode]
-            name = f'ADL_demo_{target}_n{args.target_pairs}_{mode}_seed{seed}'
-            runs.append((seed, mode, embedded_options(name, adl_mode, manifest, data_root, target=target,
-                                                      total_iter=args.iters, gate=gate, base_ch=args.base_ch,
-                                                      seed=seed, target_pairs=args.target_pairs,
-                                                      modulation=modulated)))
+
+    def options(mode, seed, iters):
+        _, adl_mode, modulated = SCARCITY_METHODS[mode]
+        name = f'ADL_demo_{target}_n{args.target_pairs}_{mode}_seed{seed}'
+        return embedded_options(name, adl_mode, manifest, data_root, target=target, total_iter=iters, gate=gate,
+                                base_ch=args.base_ch, seed=seed, target_pairs=args.target_pairs,
+                                modulation=modulated)
+    args.iterations = {}
+    if args.budget_seconds:
+        print(f'probing the cost per iteration of each method for a {args.budget_seconds:g} s budget ...', flush=True)
+        args.iterations = {m: iterations_for_budget(options(m, seeds[0], args.iters), args.budget_seconds,
+                                                    args.workdir) for m in args.methods}
+    runs = [(seed, mode, options(mode, seed, args.iterations.get(mode, args.iters)))
+            for seed in seeds for mode in args.methods]
     dataset = test_dataset(runs[0][2])
     results: Dict[int, Dict[str, Dict]] = {seed: {} for seed in seeds}
     print(f'{len(runs)} runs: {", ".join(SCARCITY_METHODS[m][0] for m in args.methods)} x seeds '
-          f'{", ".join(map(str, seeds))}; {args.target_pairs} target pairs, {args.iters} iterations each, '
+          f'{", ".join(map(str, seeds))}; {args.target_pairs} target pairs, {budget_note(args)}, '
           f'{args.jobs} at a time', flush=True)
 
     def one(run) -> None:

@@ -36,3 +36,29 @@ def test_table_gives_means_each_seed_and_the_gap_per_seed(tmp_path):
     assert 'Sony 3/8, Nikon 3/4' in table
     single = demo.results_table_text(per_seed[:1], [10], {'psnr': 35.0, 'ssim': 0.8}, 'IMX686', 6, args)
     assert 'per seed' not in single and 'ADL - best baseline: +0.30 dB' in single
+
+
+def test_table_names_an_equal_wall_clock_budget_and_each_methods_iterations(tmp_path):
+    demo = _demo_module()
+    per_seed = [{'target_only': _run(tmp_path, 't1', 40.0), 'adl': _run(tmp_path, 'a1', 40.3, {'Sony': (1, 2)})}]
+    args = argparse.Namespace(iters=10, gate='paired_target', gate_every=1, tolerance=0.0, budget_seconds=60.0,
+                              iterations={'target_only': 500, 'adl': 210})
+    table = demo.results_table_text(per_seed, [10], {'psnr': 35.0, 'ssim': 0.8}, 'IMX686', 6, args)
+    assert 'equal wall-clock, about 60 s of training per run (iterations: target-only 500, ADL 210)' in table
+
+
+def test_iteration_probe_times_each_stage_and_leaves_no_experiment_folder(tmp_path):
+    """iteration_seconds builds the run in-process, times a few iterations of each stage, weights them by the
+    stage lengths; the budget turns that into iterations; the probe's experiment folder is removed."""
+    import yaml
+    from adl_testdata import make_data, make_options
+    from basicsr_adl.adl.experiments import iteration_seconds, iterations_for_budget
+
+    data = make_data(str(tmp_path / 'data'))
+    with open(make_options(str(tmp_path), data, name='probe_me', stages=(4, 8, 4), total_iter=16)) as f:
+        opt = yaml.safe_load(f)
+    seconds = iteration_seconds(opt, str(tmp_path), probe=2)
+    assert 0 < seconds < 5
+    assert iterations_for_budget(opt, 1000 * seconds, str(tmp_path)) >= 300  # ~1000, timing noise allowed
+    assert iterations_for_budget(opt, 0.0, str(tmp_path)) == 10
+    assert not (tmp_path / 'experiments' / 'probe_me_probe').exists()

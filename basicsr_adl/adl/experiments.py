@@ -109,6 +109,64 @@ def run_training(opt: Dict[str, Any], workdir: str, quiet: bool = True, extra_ar
     return exp_dir
 
 
+def build_model_in_process(opt: Dict[str, Any], workdir: str):
+    """The run's BasicSR model built here (as train.py would, without training): for benchmarks and probes."""
+    from basicsr.models import build_model
+    from basicsr.utils import make_exp_dirs
+    from basicsr.utils.options import parse_options
+    os.makedirs(osp.join(workdir, 'results', 'run_options'), exist_ok=True)
+    path = osp.join(workdir, 'results', 'run_options', f"{opt['name']}.yml")
+    with open(path, 'w') as fh:
+        yaml.safe_dump(opt, fh, sort_keys=False)
+    argv = sys.argv
+    sys.argv = ['probe', '-opt', path]
+    try:
+        parsed, _ = parse_options(workdir, is_train=True)
+    finally:
+        sys.argv = argv
+    parsed['root_path'] = workdir
+    make_exp_dirs(parsed)
+    return build_model(parsed)
+
+
+def iteration_seconds(opt: Dict[str, Any], workdir: str, probe: int = 12) -> float:
+    """Seconds one training iteration of ``opt`` takes on average over its stage mix, timed in-process with one
+    thread (as run_parallel's runs have) on ``probe`` iterations of each stage after two warm-up iterations.
+
+    Used for equal-wall-clock comparisons: ADL's stage 2 costs more per iteration than a plain step, so at an
+    equal time budget it gets fewer iterations than the baselines."""
+    import torch
+    probe_opt = copy.deepcopy(opt)
+    probe_opt['name'] = f"{opt['name']}_probe"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model_in_process(probe_opt, workdir)
+        s = model.schedule
+        starts = [(0, s.pretrain_iters), (s.pretrain_iters, s.adapt_iters),
+                  (s.pretrain_iters + s.adapt_iters, s.finetune_iters)]
+        weighted = 0.0
+        for start, length in starts:
+            if length <= 0:
+                continue
+            iters = list(range(start + 1, start + 1 + min(length, probe + 2)))
+            for it in iters[:2]:
+                model.optimize_parameters(it)
+            begin = time.perf_counter()
+            for it in iters[2:] or iters[-1:]:
+                model.optimize_parameters(it)
+            weighted += length * (time.perf_counter() - begin) / max(len(iters[2:]), 1)
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(osp.join(workdir, 'experiments', probe_opt['name']), ignore_errors=True)
+    return weighted / max(s.total, 1)
+
+
+def iterations_for_budget(opt: Dict[str, Any], seconds: float, workdir: str) -> int:
+    """How many iterations of ``opt`` fit in ``seconds`` of training (at least 10)."""
+    return max(10, int(seconds / iteration_seconds(opt, workdir)))
+
+
 def test_dataset(opt: Dict[str, Any]):
     """The run's held-out target test set (its ``datasets.val`` options)."""
     from basicsr.data import build_dataset

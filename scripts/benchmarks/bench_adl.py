@@ -30,32 +30,13 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import basicsr_adl.plugin  # noqa: E402,F401
-from basicsr.models import build_model  # noqa: E402
-from basicsr.utils import make_exp_dirs  # noqa: E402
-from basicsr.utils.options import parse_options  # noqa: E402
 
-from basicsr_adl.adl.experiments import embedded_options, ensure_embedded_data  # noqa: E402
+from basicsr_adl.adl.experiments import build_model_in_process, embedded_options, ensure_embedded_data  # noqa: E402
 from basicsr_adl.adl.config import ADLConfig  # noqa: E402
 from basicsr_adl.adl.gated_adaptation import guarded_step  # noqa: E402
 
 DEFAULT_GATE = ADLConfig.defaults().gate.criterion
 from basicsr_adl.archs.modulated_unet_arch import ModulatedUNet  # noqa: E402
-
-
-def build_adl_model(opt, workdir):
-    import yaml
-    path = osp.join(workdir, f"{opt['name']}.yml")
-    with open(path, 'w') as fh:
-        yaml.safe_dump(opt, fh, sort_keys=False)
-    argv = sys.argv
-    sys.argv = ['bench', '-opt', path]
-    try:
-        parsed, _ = parse_options(workdir, is_train=True)
-    finally:
-        sys.argv = argv
-    parsed['root_path'] = workdir
-    make_exp_dirs(parsed)
-    return build_model(parsed)
 
 
 def plain_step(model, batch):
@@ -101,7 +82,7 @@ def main(argv=None) -> int:
         opt = embedded_options(f'bench_{criterion}_{every}_{"_".join(refresh)}', 'adl', manifest, args.data,
                                total_iter=iters, stage_fractions=(0.0, 1.0, 0.0), val_crop=args.val_crop, gate=gate)
         opt['logger']['print_freq'] = 10 ** 9
-        model = build_adl_model(opt, work)
+        model = build_model_in_process(opt, work)
         first = model._draw_batch([(model.domains.sources[0], list(range(model.batch_size))),
                                    (model.domains.target, list(range(model.target_batch)))])
         fixed = {k: v.clone() for k, v in first.items()}
