@@ -3,7 +3,7 @@
 Stage 2's state machine is :class:`~basicsr_adl.adl.gated_adaptation.GatedAdaptation`, the options
 :class:`~basicsr_adl.adl.config.ADLConfig`, the V' crops :class:`~basicsr_adl.adl.target_crops.TargetCrops`;
 test-time metadata, float metrics and camera RAW outputs come from
-:class:`~basicsr_adl.models.sensor_aware_model.SensorAwareSRModel`. This class draws the batches from
+:class:`~basicsr_adl.models.sensor_aware.SensorAwareSRModel`. This class draws the batches from
 :class:`~basicsr_adl.data.multi_domain_dataset.MultiDomainDataset` (BasicSR's loader only paces the loop; shared
 choices from the core's generator, per-rank samples from the global RNG), builds the loss closures, scores on
 the crops, and keeps EMA, logs, heatmap and training state. ``adl.mode``: ``adl``; ``finetune`` (ungated source
@@ -30,7 +30,7 @@ from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, collate_items
 from basicsr_adl.metadata import METADATA_ARGS, check_domain_metadata, clamp_iso_input, net_metadata
 from basicsr_adl.metrics import psnr_per_image
-from basicsr_adl.models.sensor_aware_model import SensorAwareSRModel
+from basicsr_adl.models.sensor_aware import SensorAwareSRModel
 
 
 @MODEL_REGISTRY.register()

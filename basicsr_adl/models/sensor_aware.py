@@ -1,4 +1,5 @@
-"""SensorAwareSRModel: BasicSR's SRModel that gives a net the sensor/ISO it takes and validates in float.
+"""SensorAwareSRModel: BasicSR's SRModel that gives a net the sensor/ISO it takes and validates in float (a base
+class, not registered: it has no training step of its own).
 
 The test-time half of ADLModel, kept apart so the ADL model reads as training only:
 
