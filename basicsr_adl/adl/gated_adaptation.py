@@ -122,28 +122,32 @@ class Decision:
 
 
 class LinearScore:
-    """A first-order model of the V' score around ``theta_ref``: ``value + g . (theta - theta_ref)``, summed in
-    float64 (the steps it compares differ by ~lr, far below float32's resolution of the weights' dot product)."""
+    """A first-order model of the V' score around ``reference`` weights: ``value + g . (theta - reference)``.
+
+    The weight differences are taken in the weights' own precision (two nearby floats subtract exactly) and the
+    per-tensor products summed in float64; one prediction is a few fused element-wise passes over the weights."""
 
     def __init__(self, value: float, grads: Sequence[Optional[torch.Tensor]], params: Sequence[torch.Tensor]) -> None:
         self.value = float(value)
-        self.grads = [None if g is None else g.detach().double() for g in grads]
-        self.reference = [p.detach().clone() for p in params]
+        kept = [(g, p) for g, p in zip(grads, params) if g is not None]
+        self.grads = [g.detach().to(p.dtype) for g, p in kept]
+        self.reference = [p.detach().clone() for _, p in kept]
+        self.used = [g is not None for g in grads]  # which of the module's parameters the model covers
 
     def predict(self, params: Sequence[torch.Tensor]) -> float:
-        total = torch.zeros((), dtype=torch.float64, device=self.reference[0].device if self.reference else 'cpu')
-        for g, p, ref in zip(self.grads, params, self.reference):
-            if g is not None:
-                total += (g * (p.detach().double() - ref.double())).sum().to(total.device)
-        return self.value + float(total)
+        live = [p.detach() for p, used in zip(params, self.used) if used]
+        if not live:
+            return self.value
+        products = torch._foreach_mul(torch._foreach_sub(live, self.reference), self.grads)
+        return self.value + float(sum(t.sum(dtype=torch.float64) for t in products))
 
     def state_dict(self) -> Dict[str, Any]:
-        return {'value': self.value, 'grads': self.grads, 'reference': self.reference}
+        return {'value': self.value, 'grads': self.grads, 'reference': self.reference, 'used': self.used}
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Any]) -> 'LinearScore':
         model = cls(state['value'], [], [])
-        model.grads, model.reference = list(state['grads']), list(state['reference'])
+        model.grads, model.reference, model.used = list(state['grads']), list(state['reference']), list(state['used'])
         return model
 
 
@@ -173,6 +177,7 @@ class GatedAdaptation:
             dynamic_val
         self.snapshot = TrainingSnapshot(module, optimizer)  # the chunk start
         self._rival: Optional[TrainingSnapshot] = None  # the joint path, parked while its target-only rival is scored
+        self._parked_in_snapshot = False  # ... or parked in the chunk-start snapshot itself (exchanged)
         self.chunk = ChunkRecord()
         self.fixed_val: Optional[Tuple[List[int], List[int]]] = None  # validation.dynamic: false
         # linearised gate: the score model, chunks since it was refreshed, decisions taken, (checked, agreed)
@@ -261,8 +266,9 @@ class GatedAdaptation:
         grads: List[Optional[torch.Tensor]] = []
 
         def keep_target_grad() -> None:
-            grads[:] = [None if q.grad is None else q.grad.detach() * target_grad_scale
-                        for q in self.module.parameters()]
+            live = [q.grad for q in self.module.parameters()]
+            scaled = iter(torch._foreach_mul([g.detach() for g in live if g is not None], target_grad_scale))
+            grads[:] = [None if g is None else next(scaled) for g in live]
 
         result = guarded_step(self.optimizer, losses, all_finite, keep_target_grad if self.replays_target else None)
         if result.taken and self.replays_target:  # only steps actually taken are replayed
@@ -295,8 +301,8 @@ class GatedAdaptation:
             self.agreement[1] += int(agrees)
         moved = accepted
         if self.gate.against_target_step:
-            if accepted and replayable:
-                self._rival.restore()  # back to the joint path
+            if accepted and replayable:  # back to the joint path
+                self.snapshot.exchange() if self._parked_in_snapshot else self._rival.restore()
             moved = True
         elif not accepted:
             self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
@@ -309,10 +315,12 @@ class GatedAdaptation:
 
     def _score_target_only(self, val: List[int], score: Scorer) -> float:
         """Park the joint path, go back to the chunk start, replay the target-only steps; their score on V'."""
-        if self._rival is None:
-            self._rival = TrainingSnapshot(self.module, self.optimizer)
-        self._rival.capture()
-        self.snapshot.restore()
+        self._parked_in_snapshot = self.snapshot.exchange()  # chunk start live, the joint path in the snapshot
+        if not self._parked_in_snapshot:  # e.g. the optimizer's first step created its state: copy it aside
+            if self._rival is None:
+                self._rival = TrainingSnapshot(self.module, self.optimizer)
+            self._rival.capture()
+            self.snapshot.restore()
         self._replay_target_steps()
         return score(val)
 

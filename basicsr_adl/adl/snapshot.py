@@ -102,6 +102,33 @@ class TrainingSnapshot:
         self.captured = False
 
     @torch.no_grad()
+    def exchange(self) -> bool:
+        """Swap the live state with the captured one, so the snapshot then holds what was live and a second
+        exchange undoes the first (both bit-exact, no data moved). Returns False, changing nothing, when the
+        optimizer state does not pair up tensor for tensor with the capture (state created since the capture,
+        or non-tensor values); the caller then needs a second snapshot. Param-group settings are left alone
+        (a step does not change them)."""
+        if not self.captured or any(self._opt_values.values()):
+            return False
+        params = {id(p): p for g in self.optimizer.param_groups for p in g['params']}
+        if {id(p) for p in self.optimizer.state} != set(self._opt_tensors):
+            return False
+        for pid, saved in self._opt_tensors.items():
+            live = self.optimizer.state[params[pid]]
+            if set(live) != set(saved) or any(not torch.is_tensor(live[k]) or live[k].shape != v.shape
+                                              or live[k].dtype != v.dtype for k, v in saved.items()):
+                return False
+        for i, (live, saved) in enumerate(zip(self._live_tensors, self._saved_tensors)):
+            current = live.data
+            live.data = saved
+            self._saved_tensors[i] = current
+        for pid, saved in self._opt_tensors.items():
+            pstate = self.optimizer.state[params[pid]]
+            for key in saved:
+                pstate[key], saved[key] = saved[key], pstate[key]
+        return True
+
+    @torch.no_grad()
     def restore_weights(self) -> None:
         """Revert only the module's tensors and keep the optimizer state (ADL's revert_optimizer: false)."""
         if not self.captured:
