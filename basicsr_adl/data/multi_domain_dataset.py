@@ -29,7 +29,7 @@ import json
 import math
 import os
 from copy import deepcopy
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils import data
@@ -209,6 +209,14 @@ class MultiDomainDataset(data.Dataset):
         For the target, ``index`` counts within the configured target pairs."""
         real = self.target_indices[index] if name == self.target else index
         return self._with_metadata(name, self._train_sets[name][real])
+
+    def train_batch(self, parts: Sequence[Tuple[str, Sequence[int]]]) -> Dict[str, torch.Tensor]:
+        """One batch from (domain, indices) parts, in order (ADL: the source part, then the target part)."""
+        try:
+            return collate_items([self.train_item(name, i) for name, indices in parts for i in indices])
+        except RuntimeError as err:
+            raise OptionError('option datasets.train.domains.*.gt_size: source and target patches must have the '
+                              f'same size to form one batch ({err})') from err
 
     def target_eval_item(self, index: int) -> Dict[str, Any]:
         """A whole target pair without augmentation (the sub-dataset built with phase 'val')."""

@@ -27,7 +27,7 @@ from basicsr_adl.adl.schedule import SOURCE_ADAPT, TARGET_FINETUNE, StageSchedul
 from basicsr_adl.adl.target_crops import TargetCrops
 from basicsr_adl.compat.dist import all_ranks_true, collective_device, rank0_decides
 from basicsr_adl.compat.options_check import OptionError
-from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset, collate_items
+from basicsr_adl.data.multi_domain_dataset import MultiDomainDataset
 from basicsr_adl.metadata import METADATA_ARGS, check_domain_metadata, clamp_iso_input, net_metadata
 from basicsr_adl.metrics import psnr_per_image
 from basicsr_adl.models.sensor_aware import SensorAwareSRModel
@@ -80,8 +80,7 @@ class ADLModel(SensorAwareSRModel):
         self.adaptation = self._build_adaptation(bare, gated, n_target)
         self.accept_log = AcceptLog(sources or ['-'], max(self.schedule.adapt_iters, 1), cfg.heatmap_epochs)
         self.log_dict, self.nan_skips = OrderedDict(), 0
-        # (iter, domain, accepted, candidate PSNR, baseline PSNR) per decision, kept only when dumped per rank
-        self.decisions: List[Tuple[int, str, bool, float, Optional[float]]] = []
+        self.decisions: List[Tuple] = []  # (iter, domain, accepted, candidate, baseline): adl.write_rank_decisions
         self.logger.info(f'ADL: mode={self.mode}, stages {self.schedule}, target={target} ({n_target} pairs), '
                          f'sources={sources}, gate={cfg.gate.criterion} (every {cfg.gate.every}), '
                          f'metadata to net: {list(self.net_meta) or "none"}')
@@ -117,13 +116,7 @@ class ADLModel(SensorAwareSRModel):
         super().feed_data(data)
 
     def _draw_batch(self, parts: List[Tuple[str, List[int]]]) -> Dict[str, torch.Tensor]:
-        items = [self.domains.train_item(name, i) for name, indices in parts for i in indices]
-        try:
-            batch = collate_items(items)
-        except RuntimeError as err:
-            raise OptionError('option datasets.train.domains.*.gt_size: source and target patches must have the '
-                              f'same size to form one batch ({err})') from err
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return {k: v.to(self.device) for k, v in self.domains.train_batch(parts).items()}
 
     @staticmethod
     def _draws(population: Sequence[int], count: int) -> List[int]:
@@ -208,49 +201,38 @@ class ADLModel(SensorAwareSRModel):
         if getattr(self, 'ema_decay', 0) > 0:
             self.model_ema(decay=self.ema_decay)
 
-    @torch.no_grad()
     def score(self, indices: List[int]) -> float:
         """Mean PSNR of the current weights over the target crops ``indices`` (sharded over ranks, all-reduced)."""
+        return self._scored(indices, gradient=False)[0]
+
+    def score_gradient(self, indices: List[int]) -> Tuple[float, List[torch.Tensor]]:
+        """:meth:`score` and its gradient for each parameter of the bare net (paired_target_linear)."""
+        return self._scored(indices, gradient=True)
+
+    def _scored(self, indices: List[int], gradient: bool) -> Tuple[float, List[torch.Tensor]]:
         net = self.get_bare_model(self.net_g)
+        params = list(net.parameters()) if gradient else []
         distributed = dist.is_available() and dist.is_initialized()
         mine = indices[self.opt.get('rank', 0)::self.opt.get('world_size', 1)] if distributed else indices
         total = torch.zeros(2, dtype=torch.float64, device=collective_device(self.device))
-        was_training = net.training
-        net.eval()
-        for lq, gt, meta, count in self.targets.batches(mine, self.device):
-            total[0] += psnr_per_image(self._forward(net, lq, meta), gt).sum().double().to(total.device)
-            total[1] += count
-        net.train(was_training)
-        if distributed:
-            dist.all_reduce(total)
-        return float(total[0] / total[1])
-
-    def score_gradient(self, indices: List[int]) -> Tuple[float, List[Optional[torch.Tensor]]]:
-        """:meth:`score` and its gradient for each parameter of the bare net (sharded, all-reduced)."""
-        net = self.get_bare_model(self.net_g)
-        params = list(net.parameters())
-        distributed = dist.is_available() and dist.is_initialized()
-        mine = indices[self.opt.get('rank', 0)::self.opt.get('world_size', 1)] if distributed else indices
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
         grads = [torch.zeros_like(p) for p in params]
         was_training = net.training
         net.eval()
-        with torch.enable_grad():
+        with torch.set_grad_enabled(gradient):
             for lq, gt, meta, count in self.targets.batches(mine, self.device):
                 psnr = psnr_per_image(self._forward(net, lq, meta), gt).sum()
-                for acc, g in zip(grads, torch.autograd.grad(psnr, params, allow_unused=True)):
+                for acc, g in zip(grads, torch.autograd.grad(psnr, params, allow_unused=True) if gradient else []):
                     if g is not None:
                         acc += g
-                total += torch.tensor([float(psnr), count], dtype=torch.float64, device=self.device)
+                total[0] += psnr.detach().double().to(total.device)
+                total[1] += count
         net.train(was_training)
-        flat = torch.cat([total] + [g.reshape(-1).double() for g in grads]).to(collective_device(self.device))
+        flat = torch.cat([total] + [g.reshape(-1).double().to(total.device) for g in grads])
         if distributed:
             dist.all_reduce(flat)
-        count, parts, start = float(flat[1]), [], 2
-        for p in params:
-            parts.append((flat[start:start + p.numel()] / count).reshape(p.shape).to(p.device))
-            start += p.numel()
-        return float(flat[0]) / count, parts
+        sizes = [p.numel() for p in params]
+        parts = flat[2:].split(sizes) if params else []
+        return float(flat[0] / flat[1]), [(t / flat[1]).reshape(p.shape).to(p.device) for t, p in zip(parts, params)]
 
     # ------------------------------------------------------------------------------------------------ state
     def write_accept_heatmap(self) -> Optional[Tuple[str, str]]:
