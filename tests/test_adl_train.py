@@ -79,9 +79,11 @@ def test_basicsr_arch_without_metadata_trains_in_adl_mode(tmp_path, data):
     assert 'metadata to net: none' in log and 'adl_accept/srcA' in log
 
 
-def test_ddp_two_gloo_ranks_take_identical_decisions_and_weights(tmp_path, data):
+@pytest.mark.parametrize('gate', [{}, {'criterion': 'paired_target_linear', 'refresh_every': 2, 'check_every': 2}],
+                         ids=['default', 'paired_target_linear'])
+def test_ddp_two_gloo_ranks_take_identical_decisions_and_weights(tmp_path, data, gate):
     opt = make_options(str(tmp_path), data, name='adl_ddp', total_iter=8, stages=(2, 5, 1),
-                       adl={'write_rank_decisions': True})
+                       adl={'write_rank_decisions': True, 'gate': gate})
     run_train(str(tmp_path), opt, nproc=2, timeout=300)
     exp = tmp_path / 'experiments' / 'adl_ddp'
     r0 = json.load(open(exp / 'adl_decisions_rank0.json'))
@@ -93,8 +95,10 @@ def test_ddp_two_gloo_ranks_take_identical_decisions_and_weights(tmp_path, data)
 
 
 @pytest.mark.parametrize('gate,decisions', [({'criterion': 'paper', 'queue_size': 3}, 6),
-                                            ({'criterion': 'paired_target', 'every': 2}, 3)],
-                         ids=['paper', 'paired_target_every2'])
+                                            ({'criterion': 'paired_target', 'every': 2}, 3),
+                                            ({'criterion': 'paired_target_linear', 'every': 2, 'refresh_every': 2,
+                                              'check_every': 2}, 3)],
+                         ids=['paper', 'paired_target_every2', 'paired_target_linear_every2'])
 def test_kill_and_auto_resume_mid_stage2_matches_uninterrupted_run(tmp_path, data, gate, decisions):
     """Killed at iteration 6 (stage 2 runs 4..9): with chunks of 2 that is inside a chunk, so the revert
     point and the chunk's recorded target gradients must come back from the training state."""
