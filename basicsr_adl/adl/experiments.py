@@ -129,9 +129,10 @@ def build_model_in_process(opt: Dict[str, Any], workdir: str):
     return build_model(parsed)
 
 
-def iteration_seconds(opt: Dict[str, Any], workdir: str, probe: int = 12) -> float:
+def iteration_seconds(opt: Dict[str, Any], workdir: str, probe: int = 20) -> float:
     """Seconds one training iteration of ``opt`` takes on average over its stage mix, timed in-process with one
-    thread (as run_parallel's runs have) on ``probe`` iterations of each stage after two warm-up iterations.
+    thread (as run_parallel's runs have) on ``probe`` iterations of each stage after two warm-up iterations
+    (20: two refreshes of paired_target_linear's V' gradient at its default refresh_every of 10).
 
     Used for equal-wall-clock comparisons: ADL's stage 2 costs more per iteration than a plain step, so at an
     equal time budget it gets fewer iterations than the baselines."""
