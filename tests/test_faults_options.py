@@ -216,8 +216,8 @@ def test_every_shipped_option_file_passes():
 def test_adl_options_fill_the_schema_defaults(adl_opt):
     opt = edit(adl_opt, 'adl', {'gate': {'criterion': 'paper'}})
     adl = schema.adl_options(opt)
-    assert adl['gate'] == {'criterion': 'paper', 'tolerance': 0.0, 'queue_size': 10, 'every': 1,
-                           'revert_optimizer': True, 'on_reject': 'revert'}
+    assert adl['gate'] == {'criterion': 'paper', 'tolerance': 0.0, 'queue_size': 10, 'every': 1, 'refresh_every': 10,
+                           'check_every': 25, 'revert_optimizer': True, 'on_reject': 'revert'}
     assert adl['target_batch'] == 2  # datasets.train.batch_size_per_gpu
     assert schema.adl_options(edit(adl_opt, 'adl', {}))['gate']['on_reject'] == 'target_step'  # paired_target
     assert opt['adl'] == {'gate': {'criterion': 'paper'}}  # the caller's tree is left as written
