@@ -127,8 +127,10 @@ class LinearScore:
     The weight differences are taken in the weights' own precision (two nearby floats subtract exactly) and the
     per-tensor products summed in float64; one prediction is a few fused element-wise passes over the weights."""
 
-    def __init__(self, value: float, grads: Sequence[Optional[torch.Tensor]], params: Sequence[torch.Tensor]) -> None:
+    def __init__(self, value: float, grads: Sequence[Optional[torch.Tensor]], params: Sequence[torch.Tensor],
+                 val: Sequence[int] = (), train: Sequence[int] = ()) -> None:
         self.value = float(value)
+        self.val, self.train = list(val), list(train)  # the V' / T_train split the model was taken on
         kept = [(g, p) for g, p in zip(grads, params) if g is not None]
         self.grads = [g.detach().to(p.dtype) for g, p in kept]
         self.reference = [p.detach().clone() for _, p in kept]
@@ -142,11 +144,12 @@ class LinearScore:
         return self.value + float(sum(t.sum(dtype=torch.float64) for t in products))
 
     def state_dict(self) -> Dict[str, Any]:
-        return {'value': self.value, 'grads': self.grads, 'reference': self.reference, 'used': self.used}
+        return {'value': self.value, 'grads': self.grads, 'reference': self.reference, 'used': self.used,
+                'val': self.val, 'train': self.train}
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, Any]) -> 'LinearScore':
-        model = cls(state['value'], [], [])
+        model = cls(state['value'], [], [], state['val'], state['train'])
         model.grads, model.reference, model.used = list(state['grads']), list(state['reference']), list(state['used'])
         return model
 
@@ -229,7 +232,10 @@ class GatedAdaptation:
         if self.sampler is None or not self.domains:
             raise RuntimeError('GatedAdaptation.begin_chunk needs a V\' sampler and at least one source domain')
         domain = self.domains[int(torch.randint(len(self.domains), (1,), generator=self.generator))]
-        if self.dynamic_val:
+        refresh = self.gate.linearised and (self.linear is None or self.chunks_since_refresh >= self.gate.refresh_every)
+        if self.gate.linearised and not refresh:  # the score model's V' stays V' (never trained on) until refreshed
+            val, train = self.linear.val, self.linear.train
+        elif self.dynamic_val:
             val, train = self.sampler.sample(progress, self.generator)
         else:
             if self.fixed_val is None:
@@ -242,13 +248,13 @@ class GatedAdaptation:
                 self.gate.start(baseline)
         elif not self.gate.started:
             self.gate.start(float('nan'))
+        if refresh:
+            if gradient is None:
+                raise ValueError(f'the {self.gate.name} gate needs a score gradient function')
+            value, grads = gradient(val)
+            self.linear = LinearScore(value, grads, list(self.module.parameters()), val, train)
+            self.chunks_since_refresh = 0
         if self.gate.linearised:
-            if self.linear is None or self.chunks_since_refresh >= self.gate.refresh_every:
-                if gradient is None:
-                    raise ValueError(f'the {self.gate.name} gate needs a score gradient function')
-                value, grads = gradient(val)
-                self.linear = LinearScore(value, grads, list(self.module.parameters()))
-                self.chunks_since_refresh = 0
             self.chunks_since_refresh += 1
         self.snapshot.capture()
         self.chunk = ChunkRecord(0, domain, list(val), list(train), baseline)
@@ -293,6 +299,8 @@ class GatedAdaptation:
             chunk.baseline = self._score_target_only(chunk.val, predict)  # the target-only path is now live
             if exact is not None:
                 exact.append(score(chunk.val))
+        elif exact is not None:
+            exact = None  # nothing to compare with: the check is not counted
         accepted = agree(self.gate.decide(candidate, chunk.baseline if chunk.baseline is not None else candidate))
         agrees = None
         if exact is not None and len(exact) == 2:  # the same gate rule on the exact scores (a stateless gate)
@@ -302,7 +310,11 @@ class GatedAdaptation:
         moved = accepted
         if self.gate.against_target_step:
             if accepted and replayable:  # back to the joint path
-                self.snapshot.exchange() if self._parked_in_snapshot else self._rival.restore()
+                if not self._parked_in_snapshot:
+                    self._rival.restore()
+                elif not self.snapshot.exchange():
+                    raise RuntimeError('GatedAdaptation: the joint step parked in the snapshot could not be swapped '
+                                       'back (the optimizer state changed shape during the target-only replay)')
             moved = True
         elif not accepted:
             self.snapshot.restore() if self.revert_optimizer else self.snapshot.restore_weights()
