@@ -45,7 +45,7 @@ def parse_args(argv=None):
                    help='equal wall-clock instead: every method trains for about this many seconds (its iterations '
                         'from a short in-process probe of its cost per iteration), stages in the same proportions')
     p.add_argument('--gate', default='paired_target',
-                   help='ADL gate criterion: paired_target, paired, paper, paired_queue, always')
+                   help='ADL gate criterion: paired_target, paired_target_linear, paired, paper, paired_queue, always')
     p.add_argument('--gate-every', type=int, default=1, help='source steps per gate decision')
     p.add_argument('--tolerance', type=float, default=0.0, help='paired gate tolerance in dB')
     p.add_argument('--base-ch', type=int, default=16, help='ModulatedUNet width')

@@ -355,3 +355,35 @@ def test_linear_score_predicts_a_smooth_score_to_first_order():
             p.add_(1e-3 * torch.randn_like(p))
         truth = float(psnr())
     assert abs(model.predict(list(net.parameters())) - truth) < 0.02 * abs(truth - model.value) + 1e-6
+
+
+def test_snapshot_exchange_swaps_twice_to_identity_and_refuses_state_made_after_the_capture():
+    from basicsr_adl.adl.snapshot import TrainingSnapshot
+    net = make_net()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    snap = TrainingSnapshot(net, opt)
+    snap.capture()
+    warm(net, opt)  # AdamW's first step creates its state after the capture: nothing to pair it with
+    before = state_of(net, opt)
+    assert not snap.exchange() and same(state_of(net, opt), before)
+    snap.capture()
+    start = state_of(net, opt)
+    warm(net, opt)
+    moved = state_of(net, opt)
+    assert snap.exchange() and same(state_of(net, opt), start)  # the captured state is live
+    assert snap.exchange() and same(state_of(net, opt), moved)  # and back, bit for bit
+
+
+def test_linear_gate_keeps_its_v_split_until_the_refresh_and_never_trains_on_it():
+    net, opt, core = setup('paired_target_linear')
+    core.gate = LinearPairedTargetGate(0.0, refresh_every=3)
+    scorer = FakeScorer(net)
+    splits = []
+    for x, y in batches(6, seed=4):
+        chunk = core.begin_chunk(0.5, scorer, scorer.gradient)
+        splits.append((tuple(chunk.val), tuple(chunk.train)))
+        assert set(chunk.val).isdisjoint(chunk.train) and set(core.linear.val) == set(chunk.val)
+        losses, scale = part_losses(net, x, y, 4)
+        core.step(losses, target_grad_scale=scale)
+        core.finish(scorer)
+    assert splits[0] == splits[1] == splits[2] and splits[3] == splits[4] == splits[5]

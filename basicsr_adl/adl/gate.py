@@ -20,9 +20,10 @@ V') and a gate decides whether to keep them or revert. Criteria (option ``adl.ga
 * ``paired_target_linear`` - ``paired_target`` decided on a first-order model of the V' score instead of two
   forward passes over V' per decision (our choice, issue #18): the gradient g of the mean V' PSNR is taken at
   a chunk start every ``refresh_every`` chunks, and each candidate's score is predicted as
-  ``PSNR(theta_ref) + g . (theta - theta_ref)``. Both candidates are still built exactly (the joint step and the
-  target-only replay), so only the comparison is approximate; every ``check_every``-th decision is also scored
-  exactly and the agreement is logged.
+  ``PSNR(theta_ref) + g . (theta - theta_ref)``. V' and T_train stay those of the refresh chunk until the next
+  refresh, so the pairs the model scores are never trained on. Both candidates are still built exactly (the
+  joint step and the target-only replay), so only the comparison is approximate; every ``check_every``-th
+  decision is also scored exactly (on that V') and the agreement is logged.
 * ``always`` - accept everything (plain joint training with the same data schedule; an ablation).
 """
 from typing import Any, Dict, List, Optional
