@@ -71,9 +71,6 @@ class ADLConfig:
         """(pretrain, adapt, finetune): the explicit lengths, or the schema's 10 % / 80 % / 10 % split."""
         return adl_stage_lengths(asdict(self), total_iter)
 
-    def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
 
 def field_names(record: type) -> Tuple[str, ...]:
     return tuple(f.name for f in fields(record))

@@ -34,14 +34,13 @@ from basicsr_adl.adl.config import ADLConfig
 from basicsr_adl.adl.gate import Gate, build_gate
 from basicsr_adl.adl.snapshot import TrainingSnapshot
 from basicsr_adl.adl.validation_sampler import DynamicValidationSampler
-from basicsr_adl.options_schema import OptionError
+from basicsr_adl.options_schema import ON_REJECT, OptionError
 
 LossFn = Callable[[], torch.Tensor]
 Scorer = Callable[[List[int]], float]  # mean score (PSNR) of the live weights on these target pairs
 # (mean score, its gradient for each of the module's parameters) of the live weights on these target pairs
 ScoreGradient = Callable[[List[int]], Tuple[float, List[Optional[torch.Tensor]]]]
 Vote = Callable[[bool], bool]  # a flag made identical on every replica (all-reduce or broadcast)
-ON_REJECT = ('revert', 'target_step')
 
 
 def single_process(flag: bool) -> bool:
