@@ -593,9 +593,10 @@ GATE_CRITERIA = ('paper', 'paired', 'paired_target', 'paired_target_linear', 'pa
 TARGET_STEP_CRITERIA = ('paired_target', 'paired_target_linear')  # gates that compare against the target-only step
 ON_REJECT = ('revert', 'target_step')
 STAGE_KEYS = ('pretrain_iters', 'adapt_iters', 'finetune_iters')
-LAN_MODES = ('offset', 'full', 'first_layer', 'last_layer')  # basicsr_adl.lan.MODES (tested equal)
+LAN_MODES = ('offset', 'full', 'first_layer', 'last_layer', 'meta')  # basicsr_adl.lan.MODES (tested equal)
 LAN_LOSSES = ('zsn2n', 'nbr2nbr')  # basicsr_adl.lan.losses.LOSS_NAMES
-LAN_DEFAULT_LR = {'offset': 5e-4, 'full': 5e-6, 'first_layer': 5e-6, 'last_layer': 5e-6}  # paper / official code
+LAN_DEFAULT_LR = {'offset': 5e-4, 'full': 5e-6, 'first_layer': 5e-6, 'last_layer': 5e-6,  # paper / official code
+                  'meta': 5e-6}  # full fine-tuning from the meta-trained weights
 LAN_REPORT_ITERS = (0, 5, 10, 20)
 
 
@@ -715,6 +716,14 @@ def _lan_checks(lan: Dict[str, Any], path: str, ctx: Context) -> None:
                           f'got {report!r}')
 
 
+def _meta_checks(meta: Dict[str, Any], path: str, ctx: Context) -> None:
+    sigma = meta['noise_sigma']
+    if sigma is not None and (len(sigma) != 2 or not all(isinstance(_to_number(v), (int, float)) for v in sigma)
+                              or not 0 <= sigma[0] <= sigma[1] <= 255):
+        raise OptionError(f"option '{path}.noise_sigma': expected [low, high] with 0 <= low <= high <= 255 "
+                          f'(8-bit levels), got {sigma!r}')
+
+
 def _manual_seed(lan: Dict[str, Any], ctx: Context) -> int:
     seed = ctx.root.get('manual_seed') if isinstance(ctx.root, dict) else None
     return int(seed) if isinstance(_to_number(seed), int) else 0
@@ -739,6 +748,17 @@ LAN_SECTION = Section({
                        '(output keeps the input size); `crop` drops the last row/column (output and scored GT are '
                        'one smaller)'),
     'nbr_max_weight': _n(default=0.1, min=0, doc='Nbr2Nbr regulariser weight at the last step'),
+    'meta': Section({
+        'steps': _i(default=100, min=1, doc='mode `meta`: first-order MAML steps (one source task each)'),
+        'inner_iters': _i(default=5, min=1, doc='self-supervised updates per task (same loss and lr as at test time)'),
+        'outer_lr': _n(default=1e-5, above=0, doc='Adam learning rate on the meta weights'),
+        'crop': _i(default=64, min=8, doc='task crop size (even)'),
+        'noise_sigma': _l(default=None, items=_n(min=0, max=255), default_doc='`network_g.sigma` twice',
+                          doc='`[low, high]`: Gaussian source-noise levels of the tasks (8-bit levels)'),
+        'clean_dir': _s(default=None, default_doc='scikit-image\'s photos',
+                        doc='folder of clean images the tasks are cut from'),
+        'init': _s(default=None, doc='a meta-trained checkpoint (`params`) to start from instead of meta-training'),
+    }, owner='lan.meta', checks=[_meta_checks]),
 }, owner='LANModel', checks=[_lan_checks], nullable=True)
 
 DIST_PARAMS = Section({
@@ -763,6 +783,13 @@ def _lan_model_checks(opt: Dict[str, Any], path: str, ctx: Context) -> None:
     if not paths.get('pretrain_network_g') and not own_weights:
         raise OptionError("missing required option 'path.pretrain_network_g' (LAN adapts a pretrained network; "
                           "an FFDNet can take the published weights with network_g.weights instead)")
+    lan = opt.get('lan') or {}
+    meta = (lan.get('meta') or {}) if isinstance(lan, dict) else {}
+    net_sigma = opt['network_g'].get('sigma') if isinstance(opt.get('network_g'), dict) else None
+    if isinstance(lan, dict) and lan.get('mode') == 'meta' and isinstance(meta, dict) and not meta.get('init') \
+            and meta.get('noise_sigma') is None and net_sigma is None:
+        raise OptionError("option 'lan.meta.noise_sigma' is needed for lan.mode 'meta': network_g has no 'sigma' "
+                          'to take the source-noise level from')
     if paths.get('strict_load_g', True) is not True:
         raise OptionError("option 'path.strict_load_g': LANModel always loads the checkpoint strictly; remove it")
 

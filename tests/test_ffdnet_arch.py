@@ -177,3 +177,23 @@ def test_shipped_ffdnet_lan_options_run_through_test_py(tmp_path):
     assert "LAN: published weights 'rgb' in FFDNet" in log
     psnr = [float(v) for v in re.findall(r'# psnr@iter\d+: (\d+\.\d+)', log)]
     assert len(psnr) == 2 and psnr[0] > 0
+
+
+@pytest.mark.skipif(not HAS_FFDNET, reason='the optional ffdnet package is not installed')
+def test_evidence_lan_real_from_ffdnet_end_to_end(tmp_path):
+    from conftest import PYTHON, REPO, make_noisy_pairs, run_cli
+    data = make_noisy_pairs(tmp_path / 'data', 2, size=24, seed=6)
+    (data / 'lq').rename(data / 'noisy')
+    proc = run_cli([PYTHON, str(REPO / 'scripts' / 'evidence_lan_real.py'), '--net', 'ffdnet', '--sigma', '10', '30',
+                    '--test-dir', str(data), '--max-images', '1', '--crop', '16', '--meta-steps', '2',
+                    '--meta-crop', '16', '--work-dir', str(tmp_path / 'work'), '--pictures', str(data / 'noisy')],
+                   cwd=tmp_path, env={'OMP_NUM_THREADS': '1'})
+    out = proc.stdout
+    assert re.search(r'mean PSNR by the level it is told: 5: \d+\.\d+', out)
+    assert out.count('=== FFDNet (published RGB weights), sigma') == 2
+    for label in ('full', 'first-layer', 'last-layer', 'meta', 'LAN'):
+        assert len(re.findall(rf'\| {label:12} \|    20 \| +\d+\.\d+ / 0\.\d+ \| +\d+\.\d+ / 0\.\d+ \|', out)) == 2
+    assert out.count('meta-trained (zsn2n): 2 first-order MAML steps') == 2
+    assert re.search(r"target = full fine-tuning's best mean PSNR \d+\.\d+ dB", out)
+    assert re.search(r'LAN +(reaches it after \d+\.\d+ s|never reaches it)', out)
+    assert len(list((tmp_path / 'work' / 'pictures').glob('*.png'))) == 2 * 1  # one image, two levels

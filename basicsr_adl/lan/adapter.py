@@ -5,6 +5,7 @@ self-supervised loss; the output is clip(f(y + tanh(phi*)), 0, 1). The network i
 gradients) and in eval mode during adaptation; its flags and mode are restored afterwards.
 """
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -43,9 +44,11 @@ class AdaptConfig:
 
 @dataclass
 class AdaptResult:
-    """Clipped outputs at each report iteration (after that many updates), the loss per update, and phi*."""
+    """Clipped outputs at each report iteration (after that many updates), the loss and wall seconds per update
+    (scoring passes excluded: what a user pays to reach iteration k is ``sum(step_seconds[:k])``), and phi*."""
     outputs: Dict[int, Tensor] = field(default_factory=dict)
     losses: List[float] = field(default_factory=list)
+    step_seconds: List[float] = field(default_factory=list)
     offset: Optional[Tensor] = None
     net: Optional[nn.Module] = None  # the adapted copy, only from baselines with keep_net=True
 
@@ -108,12 +111,14 @@ def adapt_offset(net: nn.Module, noisy: Tensor, config: AdaptConfig,
 
         record(0)
         for step in range(config.iters):
+            started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss = self_supervised_loss(config.loss, denoise, noisy + torch.tanh(offset), step, config.iters,
                                         generator, config.nbr_max_weight)
             loss.backward()
             optimizer.step()
             result.losses.append(float(loss.detach()))
+            result.step_seconds.append(time.perf_counter() - started)
             record(step + 1)
     result.offset = restore(offset.detach())
     return result

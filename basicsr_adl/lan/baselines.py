@@ -7,6 +7,7 @@ execution order, found with forward hooks, so a UNet's decoder head counts as la
 registered earlier). The net stays in eval mode (BatchNorm uses its running statistics) [choice].
 """
 import copy
+import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -90,12 +91,14 @@ def adapt_weights(pretrained: nn.Module, noisy: Tensor, config: AdaptConfig, sco
     with torch.enable_grad():
         record(0)
         for step in range(config.iters):
+            started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss = self_supervised_loss(config.loss, denoise, noisy, step, config.iters, generator,
                                         config.nbr_max_weight)
             loss.backward()
             optimizer.step()
             result.losses.append(float(loss.detach()))
+            result.step_seconds.append(time.perf_counter() - started)
             record(step + 1)
     if keep_net:
         result.net = net

@@ -6,6 +6,7 @@ or fine-tuning of a fresh copy of the weights for the baselines); with ground tr
 ``val.metrics`` are reported at every ``lan.report_iters`` as BasicSR metric lines and written to a CSV
 and a PSNR-vs-iteration plot in ``results/<name>/``; without ground truth the adapted outputs are written.
 """
+import copy
 import csv
 import dataclasses
 import os
@@ -27,6 +28,7 @@ from basicsr_adl.compat.options_check import OptionError
 from basicsr_adl.metadata import forward_args
 from basicsr_adl.metrics import FLOAT_METRICS, float_scores
 from basicsr_adl.lan import AdaptConfig, adapt_offset, adapt_weights, make_lean
+from basicsr_adl.lan.meta import MetaConfig, gaussian_tasks, meta_train
 from basicsr_adl.options_schema import LAN_DEFAULT_LR, LAN_SECTION, check_lan_model, lan_options
 
 LAN_KEYS = tuple(LAN_SECTION.fields)  # the options, defaults and checks: basicsr_adl.options_schema.LAN_SECTION
@@ -45,6 +47,27 @@ def parse_lan_options(lan: Optional[Dict[str, Any]], manual_seed: Optional[int] 
     except ValueError as err:
         raise OptionError(f"option 'lan': {err}")
     return lan['mode'], config, lan['lean_backward']
+
+
+def clean_images(folder: Optional[str]) -> List[torch.Tensor]:
+    """(C, H, W) RGB tensors in [0, 1]: every image of ``folder`` (lan.meta.clean_dir), or scikit-image's photos."""
+    if folder is None:
+        from basicsr_adl.synth.embedded import SOURCE_PHOTOS, load_rgb_photo
+        return [torch.from_numpy(load_rgb_photo(n)).permute(2, 0, 1).contiguous() for n in SOURCE_PHOTOS]
+    import cv2
+    import numpy as np
+    if not osp.isdir(folder):
+        raise OptionError(f"option 'lan.meta.clean_dir': folder not found: '{folder}'")
+    images = []
+    for name in sorted(os.listdir(folder)):
+        if name.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')):
+            img = cv2.imread(osp.join(folder, name), cv2.IMREAD_COLOR)
+            if img is None:
+                raise OptionError(f"option 'lan.meta.clean_dir': cannot read image '{osp.join(folder, name)}'")
+            images.append(torch.from_numpy(img[:, :, ::-1].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous())
+    if not images:
+        raise OptionError(f"option 'lan.meta.clean_dir': no images in '{folder}'")
+    return images
 
 
 def load_checkpoint_strict(net: torch.nn.Module, load_path: str, param_key: Optional[str] = 'params') -> None:
@@ -118,10 +141,41 @@ class LANModel(SRModel):
                                f'lr {self.lan_config.lr}, odd sizes: {self.lan_config.odd_size}')
         self.net_g = self.model_to_device(self.net_g)
         self.net_g.eval()
+        self.meta_net = self._meta_start(opt) if self.mode == 'meta' else None
         self.in_channels = expected_in_channels(self.get_bare_model(self.net_g), opt['network_g'])
         self.metadata_keys = accepted_metadata(self.get_bare_model(self.net_g))
         self._lean_net = None
         self.image_index = 0
+
+    def _meta_start(self, opt: Dict[str, Any]) -> torch.nn.Module:
+        """Mode ``meta``: the starting point of fine-tuning, loaded from ``lan.meta.init`` or meta-trained now with
+        first-order MAML on Gaussian source noise (basicsr_adl.lan.meta) and saved for reuse."""
+        meta = lan_options(opt)['meta']
+        logger = get_root_logger()
+        net = self.get_bare_model(self.net_g)
+        if meta['init']:
+            start = copy.deepcopy(net)
+            load_checkpoint_strict(start, meta['init'], 'params')
+            logger.info(f"LAN meta: starting point loaded from '{meta['init']}' (lan.meta.init)")
+            return start.eval()
+        sigma = meta['noise_sigma'] or [opt['network_g']['sigma']] * 2  # the schema checked that one is set
+        images = clean_images(meta['clean_dir'])
+        config = MetaConfig(steps=meta['steps'], inner_iters=meta['inner_iters'], outer_lr=float(meta['outer_lr']),
+                            seed=self.lan_config.seed)
+        bar = tqdm(total=config.steps, unit='step', desc='LAN meta-training (first-order MAML)')
+        result = meta_train(net, gaussian_tasks([img.to(self.device) for img in images], meta['crop'],
+                                                (float(sigma[0]), float(sigma[1]))),
+                            self.lan_config, config, progress=lambda step, before, after: bar.update(1))
+        bar.close()
+        path = osp.join(self.opt['path']['results_root'], f'meta_init_{self.lan_config.loss}.pth')
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        torch.save({'params': result.net.state_dict()}, path + '.tmp')
+        os.replace(path + '.tmp', path)  # never a half-written checkpoint
+        logger.info(f'LAN meta: {config.steps} steps x {config.inner_iters} inner updates, outer lr {config.outer_lr:g}, '
+                    f"{meta['crop']}px tasks from {len(images)} clean images, Gaussian noise {sigma[0]}-{sigma[1]}/255; "
+                    f'post-adaptation MSE {result.after[0]:.2e} (first task) -> {result.after[-1]:.2e} (last); '
+                    f"saved '{path}' (reuse: lan.meta.init)")
+        return result.net
 
     def feed_data(self, data: Dict[str, Any]) -> None:
         lq = data['lq']
@@ -148,6 +202,8 @@ class LANModel(SRModel):
         with torch.enable_grad():
             if self.mode == 'offset':
                 self.adapt_result = adapt_offset(self._runner(), self.lq, config, self.forward_kwargs)
+            elif self.mode == 'meta':
+                self.adapt_result = adapt_weights(self.meta_net, self.lq, config, 'full', self.forward_kwargs)
             else:
                 self.adapt_result = adapt_weights(self.get_bare_model(self.net_g), self.lq, config, self.mode,
                                                   self.forward_kwargs)
