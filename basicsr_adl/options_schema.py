@@ -751,7 +751,7 @@ LAN_SECTION = Section({
     'meta': Section({
         'steps': _i(default=100, min=1, doc='mode `meta`: first-order MAML steps (one source task each)'),
         'inner_iters': _i(default=5, min=1, doc='self-supervised updates per task (same loss and lr as at test time)'),
-        'outer_lr': _n(default=1e-5, above=0, doc='Adam learning rate on the meta weights'),
+        'outer_lr': _n(default=1e-6, above=0, doc='Adam learning rate on the meta weights'),
         'crop': _i(default=64, min=8, doc='task crop size (even)'),
         'noise_sigma': _l(default=None, items=_n(min=0, max=255), default_doc='`network_g.sigma` twice',
                           doc='`[low, high]`: Gaussian source-noise levels of the tasks (8-bit levels)'),

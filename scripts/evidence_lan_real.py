@@ -327,7 +327,7 @@ def main() -> None:
                         help='comma-separated rows of the LAN table to run (default: all)')
     parser.add_argument('--meta-steps', type=int, default=100, help="first-order MAML steps of the 'meta' row (0: no row)")
     parser.add_argument('--meta-inner', type=int, default=5, help='inner self-supervised updates per meta step')
-    parser.add_argument('--meta-lr', type=float, default=1e-5, help='outer Adam lr of meta-training')
+    parser.add_argument('--meta-lr', type=float, default=1e-6, help='outer Adam lr of meta-training (lan.meta.outer_lr)')
     parser.add_argument('--meta-crop', type=int, default=64, help='crop size of the meta-training tasks')
     parser.add_argument('--meta-sigma', type=float, nargs=2, metavar=('LOW', 'HIGH'),
                         help='Gaussian source-noise levels of meta-training (default: ffdnet: the level it is told; '

@@ -111,3 +111,11 @@ def test_meta_mode_without_a_noise_level_is_an_option_error(tmp_path):
     net_opt = {'type': 'DnCNN', 'num_feat': 4, 'num_layers': 3}
     with pytest.raises(OptionError, match=re.escape("option 'lan.meta.noise_sigma' is needed for lan.mode 'meta'")):
         LANModel(_lan_opt(tmp_path, tmp_path / 'net.pth', net_opt))
+
+
+def test_meta_config_defaults_are_the_schema_defaults():
+    from basicsr_adl.options_schema import lan_options
+    meta = lan_options({'lan': {'mode': 'meta'}})['meta']
+    defaults = MetaConfig()
+    assert (defaults.steps, defaults.inner_iters, defaults.outer_lr) == (meta['steps'], meta['inner_iters'],
+                                                                         meta['outer_lr'])

@@ -35,7 +35,7 @@ class MetaConfig:
     """First-order MAML settings (our choices; see the module docstring)."""
     steps: int = 100          # outer updates (one task each)
     inner_iters: int = 5      # self-supervised updates per task (the test-time loop runs AdaptConfig.iters)
-    outer_lr: float = 1e-5    # Adam on the meta weights
+    outer_lr: float = 1e-6    # Adam on the meta weights (1e-5 broke FFDNet's start within 10 steps)
     seed: int = 0
 
     def __post_init__(self) -> None:
