@@ -717,6 +717,9 @@ def _lan_checks(lan: Dict[str, Any], path: str, ctx: Context) -> None:
 
 
 def _meta_checks(meta: Dict[str, Any], path: str, ctx: Context) -> None:
+    if meta['crop'] % 2:
+        raise OptionError(f"option '{path}.crop': must be even (the self-supervised losses use 2x2 cells), "
+                          f"got {meta['crop']}")
     sigma = meta['noise_sigma']
     if sigma is not None and (len(sigma) != 2 or not all(isinstance(_to_number(v), (int, float)) for v in sigma)
                               or not 0 <= sigma[0] <= sigma[1] <= 255):
@@ -786,6 +789,9 @@ def _lan_model_checks(opt: Dict[str, Any], path: str, ctx: Context) -> None:
     lan = opt.get('lan') or {}
     meta = (lan.get('meta') or {}) if isinstance(lan, dict) else {}
     net_sigma = opt['network_g'].get('sigma') if isinstance(opt.get('network_g'), dict) else None
+    if isinstance(opt.get('network_g'), dict) and opt['network_g'].get('type') == 'FFDNet' and net_sigma is None:
+        raise OptionError("option 'network_g.sigma' is needed for FFDNet under LANModel: the net is called with the "
+                          'image alone, so it must know the noise level it is told (8-bit levels, e.g. 15)')
     if isinstance(lan, dict) and lan.get('mode') == 'meta' and isinstance(meta, dict) and not meta.get('init') \
             and meta.get('noise_sigma') is None and net_sigma is None:
         raise OptionError("option 'lan.meta.noise_sigma' is needed for lan.mode 'meta': network_g has no 'sigma' "

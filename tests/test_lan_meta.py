@@ -105,6 +105,18 @@ def test_lan_model_meta_mode_trains_saves_and_reuses_the_starting_point(tmp_path
     torch.testing.assert_close(reused.output, model.output)
 
 
+def test_meta_options_are_checked_and_a_missing_init_names_its_option(tmp_path):
+    from basicsr_adl.models.lan_model import LANModel
+    from basicsr_adl.options_schema import lan_options
+    with pytest.raises(OptionError, match=re.escape("option 'lan.meta.crop': must be even")):
+        lan_options({'lan': {'mode': 'meta', 'meta': {'crop': 15}}})
+    torch.save({'params': DnCNN(num_feat=4, num_layers=3).state_dict()}, tmp_path / 'net.pth')
+    opt = _lan_opt(tmp_path, tmp_path / 'net.pth', {'type': 'DnCNN', 'num_feat': 4, 'num_layers': 3},
+                   init=str(tmp_path / 'gone.pth'))
+    with pytest.raises(OptionError, match=re.escape("option 'lan.meta.init': checkpoint not found")):
+        LANModel(opt)
+
+
 def test_meta_mode_without_a_noise_level_is_an_option_error(tmp_path):
     from basicsr_adl.models.lan_model import LANModel
     torch.save({'params': DnCNN(num_feat=4, num_layers=3).state_dict()}, tmp_path / 'net.pth')

@@ -127,6 +127,9 @@ class FFDNet(nn.Module):
                 raise ValueError(f'FFDNet: a sigma map must have the input size {(h, w)}, got {tuple(level.shape[-2:])}')
             level = F.avg_pool2d(level, 2)
         elif level.dim() == 1:
+            if level.shape[0] != n:
+                raise ValueError(f'FFDNet: a 1-D sigma is one level per image ({n}), got {level.shape[0]} values; '
+                                 'per channel: an (N, C) tensor')
             level = level.view(-1, 1, 1, 1)
         elif level.dim() == 2:
             level = level.view(level.shape[0], level.shape[1], 1, 1)

@@ -49,7 +49,8 @@ class MetaConfig:
 
 @dataclass
 class MetaResult:
-    """The meta-trained copy and, per outer step, the supervised MSE before and after the inner loop."""
+    """The meta-trained copy and, per outer step, the supervised MSE (clipped outputs) before and after the inner
+    loop."""
     net: nn.Module
     before: List[float] = dataclasses.field(default_factory=list)
     after: List[float] = dataclasses.field(default_factory=list)
@@ -82,6 +83,7 @@ def meta_train(pretrained: nn.Module, tasks: TaskSampler, adapt: AdaptConfig, me
                 p.grad = None
             loss = F.mse_loss(adapted.net(noisy, **kwargs), clean)
             loss.backward()
+            after = F.mse_loss(adapted.net(noisy, **kwargs).detach().clamp(0, 1), clean)  # comparable to before
         optimizer.zero_grad(set_to_none=True)
         adapted_params = dict(adapted.net.named_parameters())
         for name, p in params.items():
@@ -89,7 +91,7 @@ def meta_train(pretrained: nn.Module, tasks: TaskSampler, adapt: AdaptConfig, me
             p.grad = None if grad is None else grad.detach().clone()
         optimizer.step()
         result.before.append(float(before))
-        result.after.append(float(loss.detach()))
+        result.after.append(float(after))
         if progress is not None:
             progress(step + 1, result.before[-1], result.after[-1])
     for p in params.values():
@@ -116,7 +118,8 @@ def gaussian_tasks(clean_images: List[Tensor], crop: int, sigma_range: Tuple[flo
         left = int(torch.randint(w - crop + 1, (1,), generator=generator))
         clean = img[..., top:top + crop, left:left + crop].unsqueeze(0)
         sigma = low + (high - low) * float(torch.rand(1, generator=generator))
-        noisy = (clean + torch.randn(clean.shape, generator=generator) * sigma / 255.0).clamp(0, 1)
+        noise = torch.randn(clean.shape, generator=generator).to(clean.device)  # CPU generator, any device
+        noisy = (clean + noise * sigma / 255.0).clamp(0, 1)
         return noisy, clean
 
     return sample

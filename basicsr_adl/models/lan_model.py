@@ -70,14 +70,15 @@ def clean_images(folder: Optional[str]) -> List[torch.Tensor]:
     return images
 
 
-def load_checkpoint_strict(net: torch.nn.Module, load_path: str, param_key: Optional[str] = 'params') -> None:
+def load_checkpoint_strict(net: torch.nn.Module, load_path: str, param_key: Optional[str] = 'params',
+                           option: str = 'path.pretrain_network_g') -> None:
     """Load a BasicSR checkpoint into ``net``; any missing, unexpected or mis-shaped key is an OptionError."""
     if not osp.isfile(load_path):
-        raise OptionError(f"option 'path.pretrain_network_g': checkpoint not found: '{load_path}'")
+        raise OptionError(f"option '{option}': checkpoint not found: '{load_path}'")
     try:
         state = torch.load(load_path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001  (any unreadable file gets the same clear message)
-        raise OptionError(f"checkpoint '{load_path}' (path.pretrain_network_g) could not be read: {err}")
+        raise OptionError(f"checkpoint '{load_path}' ({option}) could not be read: {err}")
     if isinstance(state, dict) and param_key is not None:
         for key in (param_key, 'params_ema', 'params'):
             if key in state and isinstance(state[key], dict):
@@ -141,9 +142,9 @@ class LANModel(SRModel):
                                f'lr {self.lan_config.lr}, odd sizes: {self.lan_config.odd_size}')
         self.net_g = self.model_to_device(self.net_g)
         self.net_g.eval()
-        self.meta_net = self._meta_start(opt) if self.mode == 'meta' else None
         self.in_channels = expected_in_channels(self.get_bare_model(self.net_g), opt['network_g'])
         self.metadata_keys = accepted_metadata(self.get_bare_model(self.net_g))
+        self.meta_net = self._meta_start(opt) if self.mode == 'meta' else None
         self._lean_net = None
         self.image_index = 0
 
@@ -155,11 +156,13 @@ class LANModel(SRModel):
         net = self.get_bare_model(self.net_g)
         if meta['init']:
             start = copy.deepcopy(net)
-            load_checkpoint_strict(start, meta['init'], 'params')
+            load_checkpoint_strict(start, meta['init'], 'params', option='lan.meta.init')
             logger.info(f"LAN meta: starting point loaded from '{meta['init']}' (lan.meta.init)")
             return start.eval()
         sigma = meta['noise_sigma'] or [opt['network_g']['sigma']] * 2  # the schema checked that one is set
         images = clean_images(meta['clean_dir'])
+        if self.in_channels == 1:  # a gray net (e.g. FFDNet 'gray') meta-trains on gray tasks
+            images = [img.mean(0, keepdim=True) for img in images]
         config = MetaConfig(steps=meta['steps'], inner_iters=meta['inner_iters'], outer_lr=float(meta['outer_lr']),
                             seed=self.lan_config.seed)
         bar = tqdm(total=config.steps, unit='step', desc='LAN meta-training (first-order MAML)')
@@ -174,7 +177,8 @@ class LANModel(SRModel):
         logger.info(f'LAN meta: {config.steps} steps x {config.inner_iters} inner updates, outer lr {config.outer_lr:g}, '
                     f"{meta['crop']}px tasks from {len(images)} clean images, Gaussian noise {sigma[0]}-{sigma[1]}/255; "
                     f'post-adaptation MSE {result.after[0]:.2e} (first task) -> {result.after[-1]:.2e} (last); '
-                    f"saved '{path}' (reuse: lan.meta.init)")
+                    f"saved '{path}' (reuse: copy it out of results/ and set lan.meta.init; BasicSR archives "
+                    'results/<name> when the same name runs again)')
         return result.net
 
     def feed_data(self, data: Dict[str, Any]) -> None:
